@@ -1,0 +1,58 @@
+# factlog -- a thin Makefile over Meson + Ninja. The README's two commands:
+#   make run    install what the build needs, build, and run the broker on ./data
+#   make test   install what the tests need, build (plain, ASan+UBSan, libFuzzer), run every suite
+BUILD  ?= build
+ASAN   ?= build-asan
+FUZZ   ?= build-fuzz
+DATA   ?= ./data
+FUZZ_SECONDS ?= 10
+
+MESON_FLAGS = -Dwerror=true -Dwarning_level=3 -Dc_std=c17
+
+.PHONY: all build run test test-unit test-asan test-fuzz fuzz bench clean deps-run deps-test
+
+all: build
+
+deps-run:
+	@scripts/install-deps run
+
+deps-test:
+	@scripts/install-deps test
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) --buildtype=debugoptimized $(MESON_FLAGS)
+
+$(ASAN)/build.ninja:
+	meson setup $(ASAN) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false $(MESON_FLAGS)
+
+$(FUZZ)/build.ninja:
+	CC=clang-14 meson setup $(FUZZ) --buildtype=debug -Dfuzz=true -Db_sanitize=address,undefined \
+		-Db_lundef=false $(MESON_FLAGS)
+
+build: deps-run $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+run: build
+	./$(BUILD)/factlog serve --data $(DATA)
+
+test: deps-test $(BUILD)/build.ninja $(ASAN)/build.ninja $(FUZZ)/build.ninja
+	ninja -C $(BUILD) && ninja -C $(ASAN) && ninja -C $(FUZZ)
+	@rc=0; \
+	meson test -C $(BUILD) --print-errorlogs --suite unit --suite integration || rc=1; \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		meson test -C $(ASAN) --print-errorlogs --suite unit || rc=1; \
+	FUZZ_SECONDS=$(FUZZ_SECONDS) meson test -C $(FUZZ) --print-errorlogs --suite fuzz || rc=1; \
+	scripts/test-summary $(BUILD) $(ASAN) $(FUZZ); \
+	exit $$rc
+
+# Longer fuzzing on demand: make fuzz FUZZ_SECONDS=600
+fuzz: deps-test $(FUZZ)/build.ninja
+	ninja -C $(FUZZ)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) meson test -C $(FUZZ) --print-errorlogs --suite fuzz --timeout-multiplier 0
+
+bench: deps-test $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+	bench/storage.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -1,0 +1,764 @@
+/* storage.c -- topics, metadata and the flusher thread. See storage.h. */
+#include "storage/storage.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "core/compat.h"
+#include "core/fl_assert.h"
+#include "core/log.h"
+#include "storage/meta.h"
+#include "storage/recordbatch.h"
+
+struct topic {
+	storage_t *st;
+	char *name;
+	atomic_int refs;
+	pthread_mutex_t mu; /* guards parts, errs, n, cfg and kv */
+	partition_t **parts;
+	err_t *errs;
+	int32_t n;
+	partition_config_t cfg;
+	char **keys, **vals;
+	int nkv;
+	bool discard; /* deleted: close without sealing, then remove the files */
+	char *trash_dir;
+};
+
+typedef struct {
+	topic_t *t;
+	partition_t *p;
+} flush_item_t;
+
+struct storage {
+	storage_opts_t opts;
+	char *dir;
+	io_t *io;
+	const clock_src_t *clock;
+	meta_t *meta;
+	int lock_fd;
+	pthread_mutex_t mu; /* guards topics, the flush queue and stopping */
+	pthread_cond_t cond;
+	topic_t **topics; /* sorted by name */
+	size_t ntopics, captopics;
+	flush_item_t *queue;
+	size_t nqueue, capqueue;
+	bool stopping, flusher_started;
+	pthread_t flusher;
+};
+
+void storage_opts_default(storage_opts_t *o, const char *data_dir)
+{
+	memset(o, 0, sizeof *o);
+	o->data_dir = data_dir;
+	partition_config_default(&o->defaults);
+	o->retention_check_ms = 300000;
+}
+
+err_t storage_parse_flush_policy(const char *s, int *policy, int64_t *interval_ms)
+{
+	if (strcmp(s, "always") == 0) {
+		*policy = FLUSH_ALWAYS;
+		return OK;
+	}
+	if (strcmp(s, "never") == 0) {
+		*policy = FLUSH_NEVER;
+		return OK;
+	}
+	if (strncmp(s, "interval:", 9) == 0) {
+		char *end;
+		long long ms = strtoll(s + 9, &end, 10);
+		if (*end == 0 && end != s + 9 && ms > 0 && ms <= 3600000) {
+			*policy = FLUSH_INTERVAL;
+			*interval_ms = ms;
+			return OK;
+		}
+	}
+	return ERR_INVALID;
+}
+
+/* --- configs --- */
+
+static bool parse_i64(const char *v, int64_t lo, int64_t hi, int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long x = strtoll(v, &end, 10);
+	if (errno != 0 || end == v || *end != 0 || x < lo || x > hi)
+		return false;
+	*out = x;
+	return true;
+}
+
+err_t topic_config_apply(partition_config_t *cfg, const char *key, const char *value, const char **why)
+{
+	int64_t x;
+	*why = NULL;
+	if (strcmp(key, "segment.bytes") == 0) {
+		if (!parse_i64(value, 1024, INT32_MAX, &x))
+			*why = "segment.bytes must be an integer from 1024 to 2147483647";
+		else
+			cfg->segment_bytes = x;
+	} else if (strcmp(key, "segment.ms") == 0) {
+		if (!parse_i64(value, 1, INT64_MAX, &x))
+			*why = "segment.ms must be a positive integer";
+		else
+			cfg->segment_ms = x;
+	} else if (strcmp(key, "retention.bytes") == 0) {
+		if (!parse_i64(value, -1, INT64_MAX, &x))
+			*why = "retention.bytes must be an integer >= -1";
+		else
+			cfg->retention_bytes = x;
+	} else if (strcmp(key, "retention.ms") == 0) {
+		if (!parse_i64(value, -1, INT64_MAX, &x))
+			*why = "retention.ms must be an integer >= -1";
+		else
+			cfg->retention_ms = x;
+	} else if (strcmp(key, "max.message.bytes") == 0) {
+		if (!parse_i64(value, RB_HEADER_LEN, INT32_MAX, &x))
+			*why = "max.message.bytes must be an integer from 61 to 2147483647";
+		else
+			cfg->max_message_bytes = (int32_t)x;
+	} else if (strcmp(key, "index.interval.bytes") == 0) {
+		if (!parse_i64(value, 1, INT32_MAX, &x))
+			*why = "index.interval.bytes must be a positive integer";
+		else
+			cfg->index_interval_bytes = (int32_t)x;
+	} else if (strcmp(key, "message.timestamp.type") == 0) {
+		if (strcmp(value, "CreateTime") == 0)
+			cfg->log_append_time = false;
+		else if (strcmp(value, "LogAppendTime") == 0)
+			cfg->log_append_time = true;
+		else
+			*why = "message.timestamp.type must be CreateTime or LogAppendTime";
+	} else if (strcmp(key, "cleanup.policy") == 0) {
+		if (strcmp(value, "delete") != 0)
+			*why = "cleanup.policy: only 'delete' is supported";
+	} else {
+		*why = "unknown topic config key";
+	}
+	return *why ? ERR_INVALID : OK;
+}
+
+static err_t validate_name(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > TOPIC_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return ERR_INVALID;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+		      c == '_' || c == '-'))
+			return ERR_INVALID;
+	}
+	return OK;
+}
+
+/* --- topics --- */
+
+static void topic_kv_set(topic_t *t, const char *key, const char *value)
+{
+	for (int i = 0; i < t->nkv; i++) {
+		if (strcmp(t->keys[i], key) != 0)
+			continue;
+		free(t->vals[i]);
+		if (value != NULL) {
+			t->vals[i] = strdup(value);
+			return;
+		}
+		free(t->keys[i]);
+		t->keys[i] = t->keys[--t->nkv];
+		t->vals[i] = t->vals[t->nkv];
+		return;
+	}
+	if (value == NULL)
+		return;
+	t->keys = realloc(t->keys, (size_t)(t->nkv + 1) * sizeof *t->keys);
+	t->vals = realloc(t->vals, (size_t)(t->nkv + 1) * sizeof *t->vals);
+	ASSERT(t->keys != NULL && t->vals != NULL);
+	t->keys[t->nkv] = strdup(key);
+	t->vals[t->nkv] = strdup(value);
+	t->nkv++;
+}
+
+/* Recomputes the effective config from the defaults and the explicit settings (t->mu held). */
+static void topic_recompute(topic_t *t)
+{
+	partition_config_t cfg = t->st->opts.defaults;
+	for (int i = 0; i < t->nkv; i++) {
+		const char *why;
+		if (topic_config_apply(&cfg, t->keys[i], t->vals[i], &why) != OK)
+			log_warn("topic %s: ignoring stored config %s=%s (%s)", t->name, t->keys[i], t->vals[i], why);
+	}
+	t->cfg = cfg;
+	for (int32_t i = 0; i < t->n; i++)
+		if (t->parts[i] != NULL)
+			partition_set_config(t->parts[i], &cfg);
+}
+
+static void on_dirty(void *arg, partition_t *p)
+{
+	topic_t *t = arg;
+	storage_t *st = t->st;
+	atomic_fetch_add(&t->refs, 1);
+	pthread_mutex_lock(&st->mu);
+	if (st->nqueue == st->capqueue) {
+		st->capqueue = st->capqueue ? st->capqueue * 2 : 64;
+		st->queue = realloc(st->queue, st->capqueue * sizeof *st->queue);
+		ASSERT(st->queue != NULL);
+	}
+	st->queue[st->nqueue].t = t;
+	st->queue[st->nqueue].p = p;
+	st->nqueue++;
+	pthread_cond_signal(&st->cond);
+	pthread_mutex_unlock(&st->mu);
+}
+
+static err_t topic_path(const storage_t *st, const char *name, int32_t part, char *out, size_t cap)
+{
+	int n = part < 0 ? snprintf(out, cap, "%s/topics/%s", st->dir, name)
+			 : snprintf(out, cap, "%s/topics/%s/%" PRId32, st->dir, name, part);
+	return n < (int)cap ? OK : ERR_SYS(ENAMETOOLONG);
+}
+
+/* Opens partitions [t->n, total) (t->mu held). */
+static err_t topic_open_partitions(topic_t *t, int32_t total)
+{
+	storage_t *st = t->st;
+	char path[PATH_MAX];
+	err_t rc = topic_path(st, t->name, -1, path, sizeof path);
+	if (rc == OK) {
+		rc = st->io->mkdir(st->io, path);
+		if (rc == ERR_SYS(EEXIST))
+			rc = OK;
+	}
+	if (rc != OK)
+		return rc;
+	t->parts = realloc(t->parts, (size_t)total * sizeof *t->parts);
+	t->errs = realloc(t->errs, (size_t)total * sizeof *t->errs);
+	ASSERT(t->parts != NULL && t->errs != NULL);
+	partition_env_t env = { st->io, st->clock, on_dirty, t };
+	for (int32_t i = t->n; i < total; i++) {
+		t->parts[i] = NULL;
+		t->errs[i] = topic_path(st, t->name, i, path, sizeof path);
+		if (t->errs[i] == OK)
+			t->errs[i] = partition_open(&env, path, &t->cfg, &t->parts[i]);
+		if (t->errs[i] != OK)
+			log_error("topic %s partition %" PRId32 ": unavailable: %s", t->name, i, err_str(t->errs[i]));
+	}
+	t->n = total;
+	rc = st->io->fsync_dir(st->io, path);
+	return rc;
+}
+
+static topic_t *topic_new(storage_t *st, const char *name)
+{
+	topic_t *t = calloc(1, sizeof *t);
+	ASSERT(t != NULL);
+	t->st = st;
+	t->name = strdup(name);
+	atomic_init(&t->refs, 1);
+	pthread_mutex_init(&t->mu, NULL);
+	t->cfg = st->opts.defaults;
+	return t;
+}
+
+void topic_put(topic_t *t)
+{
+	if (t == NULL || atomic_fetch_sub(&t->refs, 1) != 1)
+		return;
+	for (int32_t i = 0; i < t->n; i++) {
+		if (t->discard)
+			partition_discard(t->parts[i]);
+		else
+			partition_close(t->parts[i]);
+	}
+	if (t->trash_dir != NULL) {
+		err_t rc = io_remove_tree(t->st->io, t->trash_dir);
+		if (rc != OK)
+			log_warn("cannot remove %s (%s); it is removed on the next start", t->trash_dir, err_str(rc));
+	}
+	for (int i = 0; i < t->nkv; i++) {
+		free(t->keys[i]);
+		free(t->vals[i]);
+	}
+	free(t->keys);
+	free(t->vals);
+	free(t->parts);
+	free(t->errs);
+	free(t->trash_dir);
+	free(t->name);
+	pthread_mutex_destroy(&t->mu);
+	free(t);
+}
+
+/* Binary search in the sorted topic array (st->mu held): index of name, or where it would go. */
+static size_t topic_find(const storage_t *st, const char *name, bool *found)
+{
+	size_t lo = 0, hi = st->ntopics;
+	*found = false;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(st->topics[mid]->name, name);
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void topic_insert(storage_t *st, topic_t *t)
+{
+	bool found;
+	size_t at = topic_find(st, t->name, &found);
+	ASSERT(!found);
+	if (st->ntopics == st->captopics) {
+		st->captopics = st->captopics ? st->captopics * 2 : 16;
+		st->topics = realloc(st->topics, st->captopics * sizeof *st->topics);
+		ASSERT(st->topics != NULL);
+	}
+	memmove(st->topics + at + 1, st->topics + at, (st->ntopics - at) * sizeof *st->topics);
+	st->topics[at] = t;
+	st->ntopics++;
+}
+
+topic_t *storage_topic_get(storage_t *st, const char *name)
+{
+	pthread_mutex_lock(&st->mu);
+	bool found;
+	size_t at = topic_find(st, name, &found);
+	topic_t *t = found ? st->topics[at] : NULL;
+	if (t != NULL)
+		atomic_fetch_add(&t->refs, 1);
+	pthread_mutex_unlock(&st->mu);
+	return t;
+}
+
+const char *topic_name(const topic_t *t)
+{
+	return t->name;
+}
+
+int32_t topic_partition_count(topic_t *t)
+{
+	pthread_mutex_lock(&t->mu);
+	int32_t n = t->n;
+	pthread_mutex_unlock(&t->mu);
+	return n;
+}
+
+partition_t *topic_partition(topic_t *t, int32_t idx, err_t *open_err)
+{
+	pthread_mutex_t *mu = &t->mu;
+	pthread_mutex_lock(mu);
+	partition_t *p = NULL;
+	err_t rc = ERR_NOT_FOUND;
+	if (idx >= 0 && idx < t->n) {
+		p = t->parts[idx];
+		rc = t->errs[idx];
+	}
+	pthread_mutex_unlock(mu);
+	if (open_err != NULL)
+		*open_err = rc;
+	return p;
+}
+
+void topic_config(topic_t *t, partition_config_t *cfg)
+{
+	pthread_mutex_lock(&t->mu);
+	*cfg = t->cfg;
+	pthread_mutex_unlock(&t->mu);
+}
+
+void topic_config_list(topic_t *t, topic_kv_fn fn, void *arg)
+{
+	pthread_mutex_lock(&t->mu);
+	for (int i = 0; i < t->nkv; i++)
+		fn(arg, t->keys[i], t->vals[i]);
+	pthread_mutex_unlock(&t->mu);
+}
+
+void storage_topic_names(storage_t *st, storage_topic_fn fn, void *arg)
+{
+	pthread_mutex_lock(&st->mu);
+	size_t n = st->ntopics;
+	char **names = malloc((n + 1) * sizeof *names);
+	ASSERT(names != NULL);
+	for (size_t i = 0; i < n; i++)
+		names[i] = strdup(st->topics[i]->name);
+	pthread_mutex_unlock(&st->mu);
+	for (size_t i = 0; i < n; i++) {
+		fn(arg, names[i]);
+		free(names[i]);
+	}
+	free(names);
+}
+
+err_t storage_topic_create(storage_t *st, const char *name, int32_t partitions, const topic_kv_t *configs,
+			   int nconfigs)
+{
+	if (validate_name(name) != OK) {
+		log_warn("create topic '%s': invalid name (use 1-249 of [A-Za-z0-9._-])", name);
+		return ERR_INVALID;
+	}
+	if (partitions < 1 || partitions > TOPIC_PARTITIONS_MAX)
+		return ERR_INVALID;
+	partition_config_t probe = st->opts.defaults;
+	for (int i = 0; i < nconfigs; i++) {
+		const char *why;
+		if (topic_config_apply(&probe, configs[i].key, configs[i].value, &why) != OK) {
+			log_warn("create topic %s: config %s=%s: %s", name, configs[i].key, configs[i].value, why);
+			return ERR_INVALID;
+		}
+	}
+	pthread_mutex_lock(&st->mu);
+	bool found;
+	topic_find(st, name, &found);
+	if (found) {
+		pthread_mutex_unlock(&st->mu);
+		return ERR_EXISTS;
+	}
+	meta_kv_t *kv = malloc((size_t)(nconfigs + 1) * sizeof *kv);
+	ASSERT(kv != NULL);
+	for (int i = 0; i < nconfigs; i++) {
+		kv[i].key = configs[i].key;
+		kv[i].value = configs[i].value;
+	}
+	err_t rc = meta_topic_create(st->meta, name, partitions, clock_wall_ms(st->clock), kv, nconfigs);
+	free(kv);
+	topic_t *t = NULL;
+	if (rc == OK) {
+		t = topic_new(st, name);
+		pthread_mutex_lock(&t->mu);
+		for (int i = 0; i < nconfigs; i++)
+			topic_kv_set(t, configs[i].key, configs[i].value);
+		topic_recompute(t);
+		rc = topic_open_partitions(t, partitions);
+		pthread_mutex_unlock(&t->mu);
+		topic_insert(st, t);
+	}
+	pthread_mutex_unlock(&st->mu);
+	if (rc == OK)
+		log_info("created topic %s with %" PRId32 " partitions", name, partitions);
+	return rc;
+}
+
+err_t storage_topic_delete(storage_t *st, const char *name)
+{
+	pthread_mutex_lock(&st->mu);
+	bool found;
+	size_t at = topic_find(st, name, &found);
+	if (!found) {
+		pthread_mutex_unlock(&st->mu);
+		return ERR_NOT_FOUND;
+	}
+	topic_t *t = st->topics[at];
+	err_t rc = meta_topic_delete(st->meta, name);
+	if (rc == OK) {
+		memmove(st->topics + at, st->topics + at + 1, (st->ntopics - at - 1) * sizeof *st->topics);
+		st->ntopics--;
+		char from[PATH_MAX], to[PATH_MAX];
+		topic_path(st, name, -1, from, sizeof from);
+		snprintf(to, sizeof to, "%s/trash/%s.%" PRId64, st->dir, name, clock_mono_ns(st->clock));
+		t->discard = true;
+		if (st->io->rename(st->io, from, to) == OK)
+			t->trash_dir = strdup(to);
+		else
+			log_warn("delete topic %s: cannot move %s to the trash", name, from);
+	}
+	pthread_mutex_unlock(&st->mu);
+	if (rc == OK) {
+		log_info("deleted topic %s", name);
+		topic_put(t);
+	}
+	return rc;
+}
+
+err_t storage_topic_add_partitions(storage_t *st, const char *name, int32_t total)
+{
+	topic_t *t = storage_topic_get(st, name);
+	if (t == NULL)
+		return ERR_NOT_FOUND;
+	pthread_mutex_lock(&t->mu);
+	err_t rc = OK;
+	if (total <= t->n || total > TOPIC_PARTITIONS_MAX)
+		rc = ERR_INVALID;
+	if (rc == OK)
+		rc = meta_topic_set_partitions(st->meta, name, total);
+	if (rc == OK)
+		rc = topic_open_partitions(t, total);
+	pthread_mutex_unlock(&t->mu);
+	topic_put(t);
+	return rc;
+}
+
+err_t storage_topic_config_set(storage_t *st, const char *name, const char *key, const char *value)
+{
+	partition_config_t probe = st->opts.defaults;
+	const char *why;
+	if (value != NULL && topic_config_apply(&probe, key, value, &why) != OK)
+		return ERR_INVALID;
+	topic_t *t = storage_topic_get(st, name);
+	if (t == NULL)
+		return ERR_NOT_FOUND;
+	err_t rc = meta_config_set(st->meta, name, key, value);
+	if (rc == OK) {
+		pthread_mutex_lock(&t->mu);
+		topic_kv_set(t, key, value);
+		topic_recompute(t);
+		pthread_mutex_unlock(&t->mu);
+	}
+	topic_put(t);
+	return rc;
+}
+
+/* --- the flusher --- */
+
+static void run_retention(storage_t *st)
+{
+	pthread_mutex_lock(&st->mu);
+	size_t n = st->ntopics;
+	topic_t **ts = malloc((n + 1) * sizeof *ts);
+	ASSERT(ts != NULL);
+	for (size_t i = 0; i < n; i++) {
+		ts[i] = st->topics[i];
+		atomic_fetch_add(&ts[i]->refs, 1);
+	}
+	pthread_mutex_unlock(&st->mu);
+	for (size_t i = 0; i < n; i++) {
+		for (int32_t k = 0; k < topic_partition_count(ts[i]); k++) {
+			partition_t *p = topic_partition(ts[i], k, NULL);
+			if (p != NULL)
+				partition_apply_retention(p);
+		}
+		topic_put(ts[i]);
+	}
+	free(ts);
+}
+
+static void flush_items(flush_item_t *items, size_t n)
+{
+	/* A partition may be queued twice (re-notified while its flush ran): flush it once per round. */
+	for (size_t i = 0; i < n; i++) {
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = items[j].p == items[i].p;
+		if (!seen)
+			partition_flush(items[i].p);
+	}
+	for (size_t i = 0; i < n; i++)
+		topic_put(items[i].t);
+}
+
+static struct timespec abs_after_ms(int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
+}
+
+static void *flusher_main(void *arg)
+{
+	storage_t *st = arg;
+	const partition_config_t *d = &st->opts.defaults;
+	int64_t now = clock_mono_ns(st->clock) / 1000000;
+	int64_t next_retention = now + st->opts.retention_check_ms, next_flush = now;
+	pthread_mutex_lock(&st->mu);
+	while (!st->stopping) {
+		now = clock_mono_ns(st->clock) / 1000000;
+		bool interval = d->flush_policy == FLUSH_INTERVAL;
+		bool flush_now = st->nqueue > 0 && (!interval || now >= next_flush);
+		if (!flush_now && now < next_retention) {
+			int64_t wait = next_retention - now;
+			if (st->nqueue > 0 && interval && next_flush - now < wait)
+				wait = next_flush - now;
+			struct timespec ts = abs_after_ms(wait);
+			pthread_cond_timedwait(&st->cond, &st->mu, &ts);
+			continue;
+		}
+		if (now >= next_retention) {
+			pthread_mutex_unlock(&st->mu);
+			run_retention(st);
+			pthread_mutex_lock(&st->mu);
+			next_retention = now + st->opts.retention_check_ms;
+			continue;
+		}
+		flush_item_t *items = st->queue;
+		size_t n = st->nqueue;
+		st->queue = NULL;
+		st->nqueue = st->capqueue = 0;
+		pthread_mutex_unlock(&st->mu);
+		flush_items(items, n);
+		free(items);
+		next_flush = now + (interval ? d->flush_interval_ms : 0);
+		pthread_mutex_lock(&st->mu);
+	}
+	pthread_mutex_unlock(&st->mu);
+	return NULL;
+}
+
+/* --- open and close --- */
+
+typedef struct {
+	storage_t *st;
+	err_t rc;
+} load_ctx_t;
+
+static void load_config(void *arg, const char *key, const char *value)
+{
+	topic_kv_set(arg, key, value);
+}
+
+static void load_topic(void *arg, const char *name, int32_t partitions, int64_t created_ms)
+{
+	(void)created_ms;
+	load_ctx_t *c = arg;
+	topic_t *t = topic_new(c->st, name);
+	pthread_mutex_lock(&t->mu);
+	err_t rc = meta_config_list(c->st->meta, name, load_config, t);
+	topic_recompute(t);
+	if (rc == OK)
+		rc = topic_open_partitions(t, partitions);
+	pthread_mutex_unlock(&t->mu);
+	if (rc != OK && c->rc == OK)
+		c->rc = rc;
+	topic_insert(c->st, t);
+}
+
+static err_t mkdir_p(io_t *io, const char *path)
+{
+	err_t rc = io->mkdir(io, path);
+	return rc == ERR_SYS(EEXIST) ? OK : rc;
+}
+
+static err_t lock_dir(storage_t *st)
+{
+	st->lock_fd = -1;
+	if (st->io != io_posix())
+		return OK;
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof path, "%s/.lock", st->dir) >= (int)sizeof path)
+		return ERR_SYS(ENAMETOOLONG);
+	st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (st->lock_fd < 0)
+		return ERR_SYS(errno);
+	if (flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		log_error("data directory %s is in use by another factlog process", st->dir);
+		return ERR_SYS(EBUSY);
+	}
+	return OK;
+}
+
+err_t storage_open(const storage_opts_t *opts, storage_t **out)
+{
+	storage_t *st = calloc(1, sizeof *st);
+	ASSERT(st != NULL);
+	st->opts = *opts;
+	st->dir = strdup(opts->data_dir);
+	st->io = opts->io ? opts->io : io_posix();
+	st->clock = opts->clock ? opts->clock : clock_system();
+	st->lock_fd = -1;
+	pthread_mutex_init(&st->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&st->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	char path[PATH_MAX];
+	err_t rc = mkdir_p(st->io, st->dir);
+	if (rc == OK)
+		rc = lock_dir(st);
+	if (rc == OK && snprintf(path, sizeof path, "%s/topics", st->dir) < (int)sizeof path)
+		rc = mkdir_p(st->io, path);
+	if (rc == OK && snprintf(path, sizeof path, "%s/trash", st->dir) < (int)sizeof path) {
+		rc = io_remove_tree(st->io, path);
+		if (rc == OK)
+			rc = mkdir_p(st->io, path);
+	}
+	if (rc == OK && snprintf(path, sizeof path, "%s/meta.db", st->dir) < (int)sizeof path)
+		rc = meta_open(path, &st->meta);
+	if (rc == OK) {
+		load_ctx_t c = { st, OK };
+		pthread_mutex_lock(&st->mu);
+		rc = meta_topic_list(st->meta, load_topic, &c);
+		pthread_mutex_unlock(&st->mu);
+		if (rc == OK)
+			rc = c.rc;
+	}
+	if (rc == OK) {
+		rc = -pthread_create(&st->flusher, NULL, flusher_main, st);
+		st->flusher_started = rc == OK;
+	}
+	if (rc != OK) {
+		log_error("cannot open data directory %s: %s", st->dir, err_str(rc));
+		storage_close(st);
+		return rc;
+	}
+	*out = st;
+	return OK;
+}
+
+void storage_flush_all(storage_t *st)
+{
+	pthread_mutex_lock(&st->mu);
+	size_t n = st->ntopics;
+	topic_t **ts = malloc((n + 1) * sizeof *ts);
+	ASSERT(ts != NULL);
+	for (size_t i = 0; i < n; i++) {
+		ts[i] = st->topics[i];
+		atomic_fetch_add(&ts[i]->refs, 1);
+	}
+	pthread_mutex_unlock(&st->mu);
+	for (size_t i = 0; i < n; i++) {
+		for (int32_t k = 0; k < topic_partition_count(ts[i]); k++) {
+			partition_t *p = topic_partition(ts[i], k, NULL);
+			if (p != NULL)
+				on_dirty(ts[i], p);
+		}
+		topic_put(ts[i]);
+	}
+	free(ts);
+}
+
+void storage_close(storage_t *st)
+{
+	if (st == NULL)
+		return;
+	pthread_mutex_lock(&st->mu);
+	st->stopping = true;
+	pthread_cond_signal(&st->cond);
+	pthread_mutex_unlock(&st->mu);
+	if (st->flusher_started)
+		pthread_join(st->flusher, NULL);
+	for (size_t i = 0; i < st->nqueue; i++)
+		topic_put(st->queue[i].t);
+	free(st->queue);
+	for (size_t i = 0; i < st->ntopics; i++)
+		topic_put(st->topics[i]);
+	free(st->topics);
+	meta_close(st->meta);
+	if (st->lock_fd >= 0)
+		close(st->lock_fd);
+	pthread_cond_destroy(&st->cond);
+	pthread_mutex_destroy(&st->mu);
+	free(st->dir);
+	free(st);
+}

@@ -1,0 +1,88 @@
+/*
+ * storage.h -- the ledger on disk: topics of partitions, their metadata, and the flusher.
+ *
+ * Purpose: the one storage engine behind every front door (Kafka, HTTP, CLI). It owns the data directory:
+ *   <data>/meta.db                      topics and configs (SQLite, see meta.h)
+ *   <data>/topics/<topic>/<partition>/  segments of one partition (see partition.h)
+ *   <data>/trash/                       directories of deleted topics, removed on the next start
+ *   <data>/.lock                        held (flock) while a process has the directory open
+ * Invariants:
+ *   1. A topic exists iff its row is in meta.db; its partition directories are created on open.
+ *   2. Every partition's durability work runs on the flusher thread: appends notify it, it fsyncs (group
+ *      commit) and completes durability waiters; it also applies retention periodically.
+ *   3. A topic_t handed out by storage_topic_get stays valid (partitions open) until topic_put, even if the
+ *      topic is deleted meanwhile; deletion closes its partitions at the last put.
+ * Threads: every function is thread-safe. Waiter callbacks run on the flusher thread.
+ * Ownership: storage_open's caller owns the storage_t and frees it with storage_close (which stops the
+ *   flusher, flushes and seals everything). Strings are copied.
+ */
+#ifndef FL_STORAGE_STORAGE_H
+#define FL_STORAGE_STORAGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/clock.h"
+#include "core/err.h"
+#include "storage/io.h"
+#include "storage/partition.h"
+
+#define TOPIC_NAME_MAX 249
+#define TOPIC_PARTITIONS_MAX 10000
+
+typedef struct storage storage_t;
+typedef struct topic topic_t;
+
+typedef struct {
+	const char *data_dir;
+	io_t *io;                   /* NULL: the real file system */
+	const clock_src_t *clock;   /* NULL: the system clock */
+	partition_config_t defaults; /* topic config defaults (flush policy included) */
+	int64_t retention_check_ms; /* how often retention runs (default 300000) */
+} storage_opts_t;
+
+void storage_opts_default(storage_opts_t *o, const char *data_dir);
+/* Parses a flush policy: "always", "never" or "interval:MS". */
+err_t storage_parse_flush_policy(const char *s, int *policy, int64_t *interval_ms);
+
+typedef struct {
+	const char *key, *value;
+} topic_kv_t;
+
+/* Opens the data directory (creating it), recovers every partition and starts the flusher. A partition
+ * that fails recovery (ERR_CORRUPT) stays unavailable while the rest serve; its error is logged. */
+err_t storage_open(const storage_opts_t *opts, storage_t **out);
+void storage_close(storage_t *st);
+
+/* Validates the name ([A-Za-z0-9._-], 1..249, not "." or ".."), the count and each config, then creates. */
+err_t storage_topic_create(storage_t *st, const char *name, int32_t partitions, const topic_kv_t *configs,
+			   int nconfigs);
+err_t storage_topic_delete(storage_t *st, const char *name);
+/* Grows a topic to `total` partitions (Kafka's CreatePartitions); shrinking is ERR_INVALID. */
+err_t storage_topic_add_partitions(storage_t *st, const char *name, int32_t total);
+/* Sets (value non-NULL) or resets (NULL) a config; ERR_INVALID for an unknown key or bad value. */
+err_t storage_topic_config_set(storage_t *st, const char *name, const char *key, const char *value);
+
+/* A counted reference to a topic, or NULL if it does not exist. */
+topic_t *storage_topic_get(storage_t *st, const char *name);
+void topic_put(topic_t *t);
+const char *topic_name(const topic_t *t);
+int32_t topic_partition_count(topic_t *t);
+/* The partition, or NULL when idx is out of range or the partition failed to open (*open_err set). */
+partition_t *topic_partition(topic_t *t, int32_t idx, err_t *open_err);
+/* The topic's effective config (defaults overridden by its own settings) and its explicit settings. */
+void topic_config(topic_t *t, partition_config_t *cfg);
+typedef void (*topic_kv_fn)(void *arg, const char *key, const char *value);
+void topic_config_list(topic_t *t, topic_kv_fn fn, void *arg);
+
+/* Calls fn for each topic name, in order. */
+typedef void (*storage_topic_fn)(void *arg, const char *name);
+void storage_topic_names(storage_t *st, storage_topic_fn fn, void *arg);
+
+/* Applies one config key (Kafka's name) to cfg; ERR_INVALID names the problem through *why. */
+err_t topic_config_apply(partition_config_t *cfg, const char *key, const char *value, const char **why);
+
+/* Flushes every partition now (tests and shutdown). */
+void storage_flush_all(storage_t *st);
+
+#endif

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs one libFuzzer target for FUZZ_SECONDS (default 10) over its committed seed corpus; new inputs go
+# to a scratch directory in the build tree, so the committed corpus is not modified.
+set -euo pipefail
+exe=$1 seeds=$2 out=$3
+mkdir -p "$out"
+exec "$exe" -max_total_time="${FUZZ_SECONDS:-10}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	"$out" "$seeds"

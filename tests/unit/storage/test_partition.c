@@ -1,0 +1,390 @@
+/* test_partition.c -- append, read, roll, retention, timestamps, restart, waiters, faults. */
+#include "testutil.h"
+
+static int64_t now_ms = 1700000000000;
+
+typedef struct {
+	io_sim_t *sim;
+	io_t *io;
+	clock_src_t clock;
+	partition_env_t env;
+	partition_config_t cfg;
+} fx_t;
+
+static int setup(void **state)
+{
+	fx_t *f = calloc(1, sizeof *f);
+	f->sim = io_sim_new();
+	f->io = io_sim_io(f->sim);
+	clock_manual_init(&f->clock, &now_ms);
+	f->env.io = f->io;
+	f->env.clock = &f->clock;
+	tu_config(&f->cfg);
+	f->io->mkdir(f->io, "/p");
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fx_t *f = *state;
+	io_sim_free(f->sim);
+	free(f);
+	return 0;
+}
+
+static partition_t *open_p(fx_t *f)
+{
+	partition_t *p = NULL;
+	assert_int_equal(partition_open(&f->env, "/p/0", &f->cfg, &p), OK);
+	return p;
+}
+
+static void check_values(partition_t *p, io_t *io, int64_t from, uint64_t first_id, size_t n, size_t vlen)
+{
+	tu_recs_t recs = { 0 };
+	assert_int_equal(tu_read_all(p, io, from, 4096, &recs), OK);
+	assert_int_equal(recs.n, n);
+	char *want = malloc(vlen + 1);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(recs.v[i].offset, from + (int64_t)i);
+		tu_value(first_id + i, vlen, want);
+		assert_int_equal(strlen(recs.v[i].value), vlen);
+		assert_memory_equal(recs.v[i].value, want, vlen);
+	}
+	free(want);
+	tu_recs_free(&recs);
+}
+
+static void test_append_assigns_dense_offsets(void **state)
+{
+	fx_t *f = *state;
+	partition_t *p = open_p(f);
+	uint64_t id = 0;
+	for (int i = 0; i < 50; i++) {
+		int n = 1 + i % 9;
+		assert_int_equal(tu_append_flush(p, id, n, 100, now_ms), (int64_t)id);
+		id += (uint64_t)n;
+	}
+	partition_info_t info;
+	partition_info(p, &info);
+	assert_int_equal(info.log_start, 0);
+	assert_int_equal(info.log_end, (int64_t)id);
+	assert_int_equal(info.hwm, (int64_t)id);
+	check_values(p, f->io, 0, 0, id, 100);
+	/* A read from the middle of a batch returns the batch that contains the offset. */
+	log_range_t r;
+	assert_int_equal(partition_read(p, 3, 1, &r), OK);
+	assert_true(r.first_offset <= 3);
+	assert_true(r.next_offset > 3);
+	assert_true(r.len > 0); /* at least one whole batch even above max_bytes */
+	log_range_release(&r);
+	/* At the high watermark: empty. Beyond it: out of range. */
+	assert_int_equal(partition_read(p, (int64_t)id, 4096, &r), OK);
+	assert_int_equal(r.len, 0);
+	assert_int_equal(partition_read(p, (int64_t)id + 1, 4096, &r), ERR_OUT_OF_RANGE);
+	assert_int_equal(partition_read(p, -1, 4096, &r), ERR_OUT_OF_RANGE);
+	partition_close(p);
+}
+
+static void test_hwm_waits_for_fsync(void **state)
+{
+	fx_t *f = *state;
+	partition_t *p = open_p(f);
+	buf_t b = { 0 };
+	tu_batch(&b, 0, 3, 50, now_ms);
+	partition_append_t res;
+	assert_int_equal(partition_append(p, b.data, b.len, NULL, &res), OK);
+	assert_false(res.ack_now);
+	partition_info_t info;
+	partition_info(p, &info);
+	assert_int_equal(info.log_end, 3);
+	assert_int_equal(info.hwm, 0); /* not durable yet: invisible to readers */
+	log_range_t r;
+	assert_int_equal(partition_read(p, 0, 4096, &r), OK);
+	assert_int_equal(r.len, 0);
+	assert_int_equal(partition_flush(p), OK);
+	partition_info(p, &info);
+	assert_int_equal(info.hwm, 3);
+	buf_free(&b);
+	partition_close(p);
+}
+
+static int waiter_calls;
+static err_t waiter_status;
+static void on_waiter(partition_waiter_t *w, err_t status)
+{
+	(void)w;
+	waiter_calls++;
+	waiter_status = status;
+}
+
+static void test_waiters_complete_once_after_flush(void **state)
+{
+	fx_t *f = *state;
+	partition_t *p = open_p(f);
+	buf_t b = { 0 };
+	partition_waiter_t w[3];
+	waiter_calls = 0;
+	for (int i = 0; i < 3; i++) {
+		tu_batch(&b, (uint64_t)i * 2, 2, 50, now_ms);
+		memset(&w[i], 0, sizeof w[i]);
+		w[i].cb = on_waiter;
+		partition_append_t res;
+		assert_int_equal(partition_append(p, b.data, b.len, &w[i], &res), OK);
+		assert_false(res.ack_now);
+	}
+	assert_int_equal(waiter_calls, 0); /* never inside the registering call */
+	assert_int_equal(partition_flush(p), OK);
+	assert_int_equal(waiter_calls, 3);
+	assert_int_equal(waiter_status, OK);
+	assert_int_equal(partition_flush(p), OK);
+	assert_int_equal(waiter_calls, 3);
+	/* An offset already durable needs no waiter. */
+	partition_waiter_t w2 = { .cb = on_waiter };
+	assert_int_equal(partition_wait(p, 5, &w2), 1);
+	assert_int_equal(partition_wait(p, 6, &w2), ERR_OUT_OF_RANGE);
+	buf_free(&b);
+	partition_close(p);
+}
+
+static void test_roll_and_reopen(void **state)
+{
+	fx_t *f = *state;
+	partition_t *p = open_p(f);
+	uint64_t id = 0;
+	for (int i = 0; i < 200; i++) {
+		tu_append_flush(p, id, 4, 200, now_ms + i);
+		id += 4;
+	}
+	partition_info_t info;
+	partition_info(p, &info);
+	assert_true(info.segments >= 3); /* 64 KiB segments, ~190 KiB of data */
+	check_values(p, f->io, 0, 0, id, 200);
+	partition_close(p);
+	/* A clean shutdown reopens without a scan and continues the offsets. */
+	p = open_p(f);
+	partition_info(p, &info);
+	assert_int_equal(info.log_end, (int64_t)id);
+	assert_int_equal(tu_append_flush(p, id, 4, 200, now_ms), (int64_t)id);
+	id += 4;
+	check_values(p, f->io, 0, 0, id, 200);
+	check_values(p, f->io, 333, 333, id - 333, 200);
+	partition_close(p);
+}
+
+static void test_roll_by_age(void **state)
+{
+	fx_t *f = *state;
+	f->cfg.segment_ms = 1000;
+	partition_t *p = open_p(f);
+	tu_append_flush(p, 0, 1, 50, now_ms);
+	now_ms += 500;
+	tu_append_flush(p, 1, 1, 50, now_ms);
+	partition_info_t info;
+	partition_info(p, &info);
+	assert_int_equal(info.segments, 1);
+	now_ms += 600;
+	tu_append_flush(p, 2, 1, 50, now_ms);
+	partition_info(p, &info);
+	assert_int_equal(info.segments, 2);
+	partition_close(p);
+}
+
+static void test_retention_by_size_and_age(void **state)
+{
+	fx_t *f = *state;
+	partition_t *p = open_p(f);
+	uint64_t id = 0;
+	for (int i = 0; i < 300; i++) {
+		tu_append_flush(p, id, 4, 200, now_ms - 10 * 86400000ll + i);
+		id += 4;
+	}
+	partition_info_t before, after;
+	partition_info(p, &before);
+	f->cfg.retention_ms = -1;
+	f->cfg.retention_bytes = 100 * 1024;
+	partition_set_config(p, &f->cfg);
+	assert_true(partition_apply_retention(p) > 0);
+	partition_info(p, &after);
+	assert_true(after.size_bytes >= 100 * 1024);
+	assert_true(after.size_bytes < before.size_bytes);
+	assert_true(after.log_start > 0);
+	assert_int_equal(after.log_end, before.log_end);
+	/* Reading below the log start is out of range; from it, everything is there. */
+	log_range_t r;
+	assert_int_equal(partition_read(p, 0, 4096, &r), ERR_OUT_OF_RANGE);
+	check_values(p, f->io, after.log_start, (uint64_t)after.log_start, id - (uint64_t)after.log_start, 200);
+	/* Age: every sealed segment is 10 days old; the active one stays. */
+	f->cfg.retention_bytes = -1;
+	f->cfg.retention_ms = 86400000;
+	partition_set_config(p, &f->cfg);
+	assert_true(partition_apply_retention(p) > 0);
+	partition_info(p, &after);
+	assert_int_equal(after.segments, 1);
+	partition_close(p);
+	/* Deleted segments stay deleted after a restart. */
+	p = open_p(f);
+	partition_info_t again;
+	partition_info(p, &again);
+	assert_int_equal(again.log_start, after.log_start);
+	assert_int_equal(again.log_end, after.log_end);
+	partition_close(p);
+}
+
+static void test_offset_for_time(void **state)
+{
+	fx_t *f = *state;
+	partition_t *p = open_p(f);
+	/* 100 batches of 5 records; record k has timestamp 10000 + 10 * k (batches are ts, ts+1, ...). */
+	for (int i = 0; i < 100; i++)
+		tu_append_flush(p, (uint64_t)i * 5, 5, 300, 10000 + 10 * i * 5);
+	int64_t off, ts;
+	assert_int_equal(partition_offset_for_time(p, 0, &off, &ts), OK);
+	assert_int_equal(off, 0);
+	/* Batch 40 covers timestamps 12000..12004: the exact record is found. */
+	assert_int_equal(partition_offset_for_time(p, 12002, &off, &ts), OK);
+	assert_int_equal(off, 202);
+	assert_int_equal(ts, 12002);
+	/* Between batches: the next batch's first record. */
+	assert_int_equal(partition_offset_for_time(p, 12005, &off, &ts), OK);
+	assert_int_equal(off, 205);
+	assert_int_equal(partition_offset_for_time(p, 1 << 30, &off, &ts), OK);
+	assert_int_equal(off, -1);
+	assert_int_equal(ts, -1);
+	partition_close(p);
+	p = open_p(f); /* the same answers from sealed, lazily loaded time indexes */
+	assert_int_equal(partition_offset_for_time(p, 12002, &off, &ts), OK);
+	assert_int_equal(off, 202);
+	assert_int_equal(partition_offset_for_time(p, 10003, &off, &ts), OK);
+	assert_int_equal(off, 3);
+	partition_close(p);
+}
+
+static void test_log_append_time(void **state)
+{
+	fx_t *f = *state;
+	f->cfg.log_append_time = true;
+	partition_t *p = open_p(f);
+	tu_append_flush(p, 0, 3, 40, 5);
+	tu_recs_t recs = { 0 };
+	assert_int_equal(tu_read_all(p, f->io, 0, 4096, &recs), OK);
+	assert_int_equal(recs.n, 3);
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(recs.v[i].ts, now_ms);
+	tu_recs_free(&recs);
+	partition_close(p);
+}
+
+static void test_bad_batches_are_refused(void **state)
+{
+	fx_t *f = *state;
+	partition_t *p = open_p(f);
+	buf_t b = { 0 };
+	partition_append_t res;
+	tu_batch(&b, 0, 3, 50, now_ms);
+	b.data[40] ^= 1;
+	assert_int_equal(partition_append(p, b.data, b.len, NULL, &res), ERR_CRC);
+	b.data[40] ^= 1;
+	f->cfg.max_message_bytes = (int32_t)b.len - 1;
+	partition_set_config(p, &f->cfg);
+	assert_int_equal(partition_append(p, b.data, b.len, NULL, &res), ERR_TOO_LARGE);
+	partition_info_t info;
+	partition_info(p, &info);
+	assert_int_equal(info.log_end, 0); /* nothing was written */
+	assert_int_equal(info.size_bytes, 0);
+	buf_free(&b);
+	partition_close(p);
+}
+
+static void test_fsync_failure_is_sticky(void **state)
+{
+	fx_t *f = *state;
+	partition_t *p = open_p(f);
+	tu_append_flush(p, 0, 2, 50, now_ms);
+	buf_t b = { 0 };
+	tu_batch(&b, 2, 2, 50, now_ms);
+	partition_waiter_t w = { .cb = on_waiter };
+	partition_append_t res;
+	waiter_calls = 0;
+	assert_int_equal(partition_append(p, b.data, b.len, &w, &res), OK);
+	io_sim_fail_sync_at(f->sim, 1);
+	assert_int_equal(partition_flush(p), ERR_SYS(EIO));
+	assert_int_equal(waiter_calls, 1);
+	assert_int_equal(waiter_status, ERR_FAILED); /* never acknowledged */
+	/* Never retried: the next flush and every append fail too. */
+	assert_int_equal(partition_flush(p), ERR_FAILED);
+	tu_batch(&b, 4, 2, 50, now_ms);
+	assert_int_equal(partition_append(p, b.data, b.len, NULL, &res), ERR_FAILED);
+	log_range_t r;
+	assert_int_equal(partition_read(p, 0, 4096, &r), ERR_FAILED);
+	partition_info_t info;
+	partition_info(p, &info);
+	assert_int_equal(info.failed, ERR_SYS(EIO));
+	assert_int_equal(info.hwm, 2);
+	partition_close(p);
+	/* Reopening recovers from disk: the acknowledged batch is there. */
+	p = open_p(f);
+	partition_info(p, &info);
+	assert_int_equal(info.failed, OK);
+	/* The unacknowledged batch may survive (it reached the page cache); the acknowledged one must. */
+	assert_true(info.log_end == 2 || info.log_end == 4);
+	check_values(p, f->io, 0, 0, (size_t)info.log_end, 50);
+	buf_free(&b);
+	partition_close(p);
+}
+
+static void test_enospc_leaves_no_partial_batch(void **state)
+{
+	fx_t *f = *state;
+	f->cfg.preallocate_bytes = 0;
+	partition_t *p = open_p(f);
+	tu_append_flush(p, 0, 2, 50, now_ms);
+	partition_info_t info;
+	partition_info(p, &info);
+	int64_t used = 0, sz;
+	const char *files[] = { "/p/0/00000000000000000000.log", "/p/0/recovery-point" };
+	for (int i = 0; i < 2; i++)
+		if (io_sim_file_data(f->sim, files[i], &sz))
+			used += sz;
+	io_sim_set_space_limit(f->sim, used + 100); /* room for a part of the next batch */
+	buf_t b = { 0 };
+	tu_batch(&b, 2, 5, 60, now_ms);
+	partition_append_t res;
+	assert_int_equal(partition_append(p, b.data, b.len, NULL, &res), ERR_SYS(ENOSPC));
+	partition_info_t after;
+	partition_info(p, &after);
+	assert_int_equal(after.failed, OK); /* not sticky */
+	assert_int_equal(after.log_end, info.log_end);
+	assert_int_equal(after.size_bytes, info.size_bytes);
+	const uint8_t *d = io_sim_file_data(f->sim, files[0], &sz);
+	assert_non_null(d);
+	assert_int_equal(sz, info.size_bytes); /* the partial write was cut off */
+	/* Space comes back: appends work again and everything reads back. */
+	io_sim_set_space_limit(f->sim, 0);
+	tu_batch(&b, 2, 5, 50, now_ms);
+	assert_int_equal(partition_append(p, b.data, b.len, NULL, &res), OK);
+	assert_int_equal(res.base_offset, 2);
+	assert_int_equal(partition_flush(p), OK);
+	check_values(p, f->io, 0, 0, 7, 50);
+	buf_free(&b);
+	partition_close(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_append_assigns_dense_offsets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hwm_waits_for_fsync, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_waiters_complete_once_after_flush, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_roll_and_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_roll_by_age, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retention_by_size_and_age, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_offset_for_time, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_append_time, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_batches_are_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fsync_failure_is_sticky, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_enospc_leaves_no_partial_batch, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
