@@ -50,6 +50,7 @@ struct partition {
 	err_t failed;
 	partition_waiter_t *wait_head, *wait_tail;
 	bool flushing, dirty_notified;
+	int64_t flushes;
 	int ckpt_fd;
 	ckpt_t ckpt;          /* the last recovery point persisted */
 	int64_t ckpt_last_ms; /* monotonic ms of that write */
@@ -649,6 +650,7 @@ err_t partition_flush(partition_t *p)
 		failed = fail_locked(p, rc);
 	} else {
 		if (sync_active && target_end > p->durable_end) {
+			p->flushes++;
 			p->durable_end = target_end;
 			p->durable_seg_base = target_base;
 			p->durable_pos = target_pos;
@@ -839,6 +841,7 @@ void partition_info(partition_t *p, partition_info_t *info)
 	for (size_t i = 0; i < p->nsegs; i++)
 		info->size_bytes += p->segs[i]->size;
 	info->segments = (int)p->nsegs;
+	info->flushes = p->flushes;
 	info->failed = p->failed;
 	pthread_mutex_unlock(&p->mu);
 }

@@ -93,7 +93,8 @@ typedef struct {
 	int64_t log_start, log_end, hwm, durable_end;
 	int64_t size_bytes;
 	int segments;
-	err_t failed; /* OK unless FAILED */
+	int64_t flushes; /* group-commit rounds that synced data (fdatasync calls on the active segment) */
+	err_t failed;    /* OK unless FAILED */
 } partition_info_t;
 
 /* Opens (creating if needed) the partition in dir, recovering it from disk. The env is copied. */
