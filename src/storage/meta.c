@@ -19,7 +19,8 @@ static const char *const schema =
 	"CREATE TABLE IF NOT EXISTS topics ("
 	"  name TEXT PRIMARY KEY, partitions INTEGER NOT NULL, created_ms INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS topic_configs ("
-	"  topic TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (topic, key));";
+	"  topic TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (topic, key));"
+	"CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);";
 
 static err_t db_err(meta_t *m, const char *what)
 {
@@ -154,4 +155,29 @@ err_t meta_config_list(meta_t *m, const char *topic, meta_config_fn fn, void *ar
 		fn(arg, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1));
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? OK : db_err(m, "list configs");
+}
+
+err_t meta_counter_add(meta_t *m, const char *name, int64_t delta, int64_t *before)
+{
+	if (sqlite3_exec(m->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return db_err(m, "BEGIN");
+	err_t rc = exec(m, "INSERT OR IGNORE INTO counters(name, value) VALUES (?, 0)", "t", name);
+	sqlite3_stmt *st = NULL;
+	if (rc == OK && sqlite3_prepare_v2(m->db, "SELECT value FROM counters WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
+		rc = db_err(m, "counter");
+	if (rc == OK) {
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			*before = sqlite3_column_int64(st, 0);
+		else
+			rc = db_err(m, "counter");
+	}
+	sqlite3_finalize(st);
+	if (rc == OK)
+		rc = exec(m, "UPDATE counters SET value = value + ? WHERE name = ?", "it", delta, name);
+	if (rc == OK && sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = db_err(m, "COMMIT");
+	if (rc != OK)
+		sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
 }

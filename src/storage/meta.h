@@ -32,6 +32,9 @@ err_t meta_topic_delete(meta_t *m, const char *name);
 /* Sets (value non-NULL) or removes (value NULL) one config of a topic. */
 err_t meta_config_set(meta_t *m, const char *topic, const char *key, const char *value);
 
+/* Adds delta to a named counter (created at 0) and returns the value before, durably. */
+err_t meta_counter_add(meta_t *m, const char *name, int64_t delta, int64_t *before);
+
 typedef void (*meta_topic_fn)(void *arg, const char *name, int32_t partitions, int64_t created_ms);
 typedef void (*meta_config_fn)(void *arg, const char *key, const char *value);
 err_t meta_topic_list(meta_t *m, meta_topic_fn fn, void *arg);

@@ -180,6 +180,16 @@ static partition_waiter_t *fail_locked(partition_t *p, err_t err)
 	return take_waiters(p, INT64_MAX);
 }
 
+void partition_retire(partition_t *p)
+{
+	pthread_mutex_lock(&p->mu);
+	if (p->failed == OK)
+		p->failed = ERR_CLOSED;
+	partition_waiter_t *w = take_waiters(p, INT64_MAX);
+	pthread_mutex_unlock(&p->mu);
+	fire_waiters(w, ERR_CLOSED);
+}
+
 void partition_fail(partition_t *p, err_t err)
 {
 	pthread_mutex_lock(&p->mu);
@@ -305,6 +315,12 @@ static err_t recover_segment(partition_t *p, log_segment_t *seg)
 	if (rc != OK)
 		return rc;
 	int64_t durable = ckpt_durable_pos(p, seg);
+	if (durable != INT64_MAX && res.end_pos < durable) {
+		log_error("partition %s: segment %s ends at byte %" PRId64 " (%s) but byte %" PRId64
+			  " was durable; refusing to drop acknowledged data",
+			  p->dir, seg->name, res.end_pos, err_str(res.bad_err), durable);
+		return ERR_CORRUPT;
+	}
 	if (res.bad_pos >= 0 && res.bad_pos < durable) {
 		log_error("partition %s: segment %s has an invalid batch at byte %" PRId64 " (%s), below the "
 			  "durable point (byte %" PRId64 "); refusing to drop acknowledged data",
@@ -362,6 +378,12 @@ static err_t open_segments(partition_t *p, const int64_t *bases, size_t n)
 				if (rc == OK)
 					seg->sealed = true;
 				continue;
+			}
+			if (p->ckpt.seq != 0 && p->ckpt.offset > seg->next_offset) {
+				log_error("partition %s: offset %" PRId64 " was durable but the log ends at %" PRId64
+					  " in segment %s; refusing to drop later segments",
+					  p->dir, p->ckpt.offset, seg->next_offset, seg->name);
+				return ERR_CORRUPT;
 			}
 			for (size_t j = i + 1; j < n; j++) {
 				if (p->ckpt.seq != 0 && bases[j] <= p->ckpt.seg_base) {
@@ -546,6 +568,8 @@ err_t partition_append(partition_t *p, uint8_t *batch, size_t len, partition_wai
 	pthread_mutex_unlock(&p->mu);
 	if (notify && p->env.on_dirty != NULL)
 		p->env.on_dirty(p->env.on_dirty_arg, p);
+	if (res->ack_now && p->env.on_data != NULL) /* the high watermark moved with the append */
+		p->env.on_data(p->env.on_data_arg, p);
 	return OK;
 }
 
@@ -575,15 +599,14 @@ static void preallocate(partition_t *p)
 	pthread_mutex_lock(&p->mu);
 	log_segment_t *a = active(p);
 	int64_t chunk = p->cfg.preallocate_bytes, from = a->alloc;
-	bool want = p->failed == OK && chunk > 0 && a->alloc - a->size < chunk / 2 &&
-		    a->alloc < p->cfg.segment_bytes;
+	if (from + chunk > p->cfg.segment_bytes)
+		chunk = p->cfg.segment_bytes - from;
+	bool want = p->failed == OK && chunk > 0 && a->alloc - a->size < p->cfg.preallocate_bytes / 2;
 	if (want)
 		segment_ref(a);
 	pthread_mutex_unlock(&p->mu);
 	if (!want)
 		return;
-	if (from + chunk > p->cfg.segment_bytes)
-		chunk = p->cfg.segment_bytes - from;
 	err_t rc = p->env.io->fallocate(p->env.io, a->fd, from, chunk);
 	pthread_mutex_lock(&p->mu);
 	if (rc == OK && a->alloc < from + chunk)
@@ -646,10 +669,12 @@ err_t partition_flush(partition_t *p)
 
 	pthread_mutex_lock(&p->mu);
 	partition_waiter_t *done = NULL, *failed = NULL;
+	bool advanced = false;
 	if (rc != OK) {
 		failed = fail_locked(p, rc);
 	} else {
 		if (sync_active && target_end > p->durable_end) {
+			advanced = true;
 			p->flushes++;
 			p->durable_end = target_end;
 			p->durable_seg_base = target_base;
@@ -666,6 +691,8 @@ err_t partition_flush(partition_t *p)
 	pthread_mutex_unlock(&p->mu);
 	fire_waiters(done, OK);
 	fire_waiters(failed, ERR_FAILED);
+	if (advanced && p->env.on_data != NULL)
+		p->env.on_data(p->env.on_data_arg, p);
 
 	/* Sealing's second half: index files for segments that are now fsynced and truncated. */
 	for (size_t i = 0; i < n; i++) {
@@ -780,9 +807,9 @@ err_t partition_read(partition_t *p, int64_t offset, int64_t max_bytes, log_rang
 		rc = segment_extend(seg, &end, &next, pos + max_bytes, limit, false);
 	}
 	if (rc != OK) {
-		segment_unref(seg);
 		if (rc == ERR_CORRUPT)
 			log_error("partition %s: unreadable batch headers in segment %s", p->dir, seg->name);
+		segment_unref(seg);
 		return rc;
 	}
 	out->seg = seg;

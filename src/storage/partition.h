@@ -70,6 +70,9 @@ typedef struct {
 	 * partition_flush. May be NULL (tests flush by hand). */
 	void (*on_dirty)(void *arg, partition_t *p);
 	void *on_dirty_arg;
+	/* Called (no lock held) after the high watermark advanced. May be NULL. */
+	void (*on_data)(void *arg, partition_t *p);
+	void *on_data_arg;
 } partition_env_t;
 
 typedef struct {
@@ -133,6 +136,10 @@ err_t partition_offset_for_time(partition_t *p, int64_t ts, int64_t *offset, int
 void partition_info(partition_t *p, partition_info_t *info);
 void partition_set_config(partition_t *p, const partition_config_t *cfg);
 const char *partition_dir(const partition_t *p);
+
+/* Stops a partition whose topic is being deleted: later appends, flushes and reads fail with ERR_FAILED
+ * and nothing touches its directory by path again. Quiet (not an I/O failure). */
+void partition_retire(partition_t *p);
 
 /* Marks the partition FAILED with cause err (for tests and for callers that saw an I/O error). */
 void partition_fail(partition_t *p, err_t err);

@@ -334,7 +334,7 @@ err_t segment_load_index(log_segment_t *seg, int index_interval)
 {
 	if (seg->index_loaded)
 		return OK;
-	int64_t size = seg->size, next = seg->next_offset;
+	int64_t size = seg->size, next = seg->next_offset, max_ts = seg->max_ts;
 	err_t rc = parse_index_files(seg);
 	if (rc == OK) {
 		seg->index_loaded = true;
@@ -356,7 +356,11 @@ err_t segment_load_index(log_segment_t *seg, int index_interval)
 			  " are valid (%s); refusing to lose acknowledged data",
 			  seg->dir, seg->name, size, res.end_pos, err_str(res.bad_err));
 		seg->size = size;
+		seg->alloc = size;
 		seg->next_offset = next;
+		seg->index_loaded = false;
+		seg->max_ts = max_ts;
+		seg->nidx = seg->ntidx = 0;
 		return ERR_CORRUPT;
 	}
 	segment_close_index(seg);
@@ -500,9 +504,12 @@ err_t segment_find_time(log_segment_t *seg, int64_t ts, int64_t limit_pos, int64
 			hi = mid;
 		}
 	}
-	int64_t pos, base;
-	err_t rc = segment_seek(seg, segment_index_floor(seg, seg->base + start_rel), seg->base + start_rel,
-				limit_pos, &pos, &base);
+	int64_t pos, base, floor = segment_index_floor(seg, seg->base + start_rel);
+	if (floor >= limit_pos)
+		return ERR_NOT_FOUND; /* only batches not yet readable could qualify */
+	err_t rc = segment_seek(seg, floor, seg->base + start_rel, limit_pos, &pos, &base);
+	if (rc == ERR_CORRUPT)
+		return ERR_NOT_FOUND; /* the start lies past the readable limit (not yet durable) */
 	if (rc != OK)
 		return rc;
 	for (int guard = 0; guard < (1 << 24) && pos < limit_pos; guard++) {
@@ -562,9 +569,8 @@ err_t segment_write_index(log_segment_t *seg, const char *dir)
 	buf_put_be32(&b, 0);
 	buf_put_be32(&b, crc32c(0, b.data + tstart, IDX_TRAILER - 4));
 	ASSERT(b.len - tstart == IDX_TRAILER);
-	snprintf(name, sizeof name, "%s.index", seg->name);
-	err_t rc = io_write_file_atomic(seg->io, dir, name, b.data, b.len);
-	b.len = 0;
+	buf_t ib = b; /* the offset index, written last: its trailer is what marks the segment sealed */
+	b = (buf_t){ 0 };
 	for (size_t i = 0; i < seg->ntidx; i++) {
 		buf_put_be64(&b, (uint64_t)seg->tidx[i].ts);
 		buf_put_be32(&b, seg->tidx[i].rel_offset);
@@ -575,10 +581,12 @@ err_t segment_write_index(log_segment_t *seg, const char *dir)
 	buf_put_be32(&b, crc);
 	buf_put_be32(&b, 0);
 	snprintf(name, sizeof name, "%s.timeindex", seg->name);
-	/* The time index first: the offset index's trailer is what marks the segment sealed. */
+	err_t rc = io_write_file_atomic(seg->io, dir, name, b.data, b.len);
+	snprintf(name, sizeof name, "%s.index", seg->name);
 	if (rc == OK)
-		rc = io_write_file_atomic(seg->io, dir, name, b.data, b.len);
+		rc = io_write_file_atomic(seg->io, dir, name, ib.data, ib.len);
 	buf_free(&b);
+	buf_free(&ib);
 	return rc;
 }
 

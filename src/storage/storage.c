@@ -52,6 +52,9 @@ struct storage {
 	size_t nqueue, capqueue;
 	bool stopping, flusher_started;
 	pthread_t flusher;
+	int64_t pid_next, pid_limit; /* reserved producer ids, under mu */
+	void (*data_fn)(void *arg);
+	void *data_arg;
 };
 
 void storage_opts_default(storage_opts_t *o, const char *data_dir)
@@ -221,6 +224,38 @@ static void on_dirty(void *arg, partition_t *p)
 	pthread_mutex_unlock(&st->mu);
 }
 
+static void on_data(void *arg, partition_t *p)
+{
+	(void)p;
+	topic_t *t = arg;
+	if (t->st->data_fn != NULL)
+		t->st->data_fn(t->st->data_arg);
+}
+
+void storage_set_data_hook(storage_t *st, void (*fn)(void *arg), void *arg)
+{
+	st->data_arg = arg;
+	st->data_fn = fn;
+}
+
+err_t storage_next_producer_id(storage_t *st, int64_t *id)
+{
+	pthread_mutex_lock(&st->mu);
+	err_t rc = OK;
+	if (st->pid_next >= st->pid_limit) {
+		int64_t before;
+		rc = meta_counter_add(st->meta, "producer_id", 1000, &before);
+		if (rc == OK) {
+			st->pid_next = before;
+			st->pid_limit = before + 1000;
+		}
+	}
+	if (rc == OK)
+		*id = st->pid_next++;
+	pthread_mutex_unlock(&st->mu);
+	return rc;
+}
+
 static err_t topic_path(const storage_t *st, const char *name, int32_t part, char *out, size_t cap)
 {
 	int n = part < 0 ? snprintf(out, cap, "%s/topics/%s", st->dir, name)
@@ -232,19 +267,23 @@ static err_t topic_path(const storage_t *st, const char *name, int32_t part, cha
 static err_t topic_open_partitions(topic_t *t, int32_t total)
 {
 	storage_t *st = t->st;
-	char path[PATH_MAX];
-	err_t rc = topic_path(st, t->name, -1, path, sizeof path);
+	char path[PATH_MAX], tdir[PATH_MAX], topics[PATH_MAX];
+	err_t rc = topic_path(st, t->name, -1, tdir, sizeof tdir);
+	if (rc == OK && snprintf(topics, sizeof topics, "%s/topics", st->dir) >= (int)sizeof topics)
+		rc = ERR_SYS(ENAMETOOLONG);
 	if (rc == OK) {
-		rc = st->io->mkdir(st->io, path);
+		rc = st->io->mkdir(st->io, tdir);
 		if (rc == ERR_SYS(EEXIST))
 			rc = OK;
+		else if (rc == OK) /* the topic directory's own entry must be durable too */
+			rc = st->io->fsync_dir(st->io, topics);
 	}
 	if (rc != OK)
 		return rc;
 	t->parts = realloc(t->parts, (size_t)total * sizeof *t->parts);
 	t->errs = realloc(t->errs, (size_t)total * sizeof *t->errs);
 	ASSERT(t->parts != NULL && t->errs != NULL);
-	partition_env_t env = { st->io, st->clock, on_dirty, t };
+	partition_env_t env = { st->io, st->clock, on_dirty, t, on_data, t };
 	for (int32_t i = t->n; i < total; i++) {
 		t->parts[i] = NULL;
 		t->errs[i] = topic_path(st, t->name, i, path, sizeof path);
@@ -254,8 +293,7 @@ static err_t topic_open_partitions(topic_t *t, int32_t total)
 			log_error("topic %s partition %" PRId32 ": unavailable: %s", t->name, i, err_str(t->errs[i]));
 	}
 	t->n = total;
-	rc = st->io->fsync_dir(st->io, path);
-	return rc;
+	return st->io->fsync_dir(st->io, tdir); /* the partition directories' entries */
 }
 
 static topic_t *topic_new(storage_t *st, const char *name)
@@ -406,6 +444,8 @@ void storage_topic_names(storage_t *st, storage_topic_fn fn, void *arg)
 	free(names);
 }
 
+static err_t trash_topic_dir(storage_t *st, const char *name, char *to, size_t cap);
+
 err_t storage_topic_create(storage_t *st, const char *name, int32_t partitions, const topic_kv_t *configs,
 			   int nconfigs)
 {
@@ -429,6 +469,13 @@ err_t storage_topic_create(storage_t *st, const char *name, int32_t partitions, 
 	if (found) {
 		pthread_mutex_unlock(&st->mu);
 		return ERR_EXISTS;
+	}
+	/* A directory left by an incomplete delete must not come back as this topic's data. */
+	char leftover[PATH_MAX];
+	err_t trc = trash_topic_dir(st, name, leftover, sizeof leftover);
+	if (trc != OK) {
+		pthread_mutex_unlock(&st->mu);
+		return trc;
 	}
 	meta_kv_t *kv = malloc((size_t)(nconfigs + 1) * sizeof *kv);
 	ASSERT(kv != NULL);
@@ -455,6 +502,27 @@ err_t storage_topic_create(storage_t *st, const char *name, int32_t partitions, 
 	return rc;
 }
 
+/* Moves <data>/topics/<name> (if present) into the trash, durably. */
+static err_t trash_topic_dir(storage_t *st, const char *name, char *to, size_t cap)
+{
+	char from[PATH_MAX], topics[PATH_MAX], trash[PATH_MAX];
+	err_t rc = topic_path(st, name, -1, from, sizeof from);
+	if (rc != OK)
+		return rc;
+	snprintf(topics, sizeof topics, "%s/topics", st->dir);
+	snprintf(trash, sizeof trash, "%s/trash", st->dir);
+	if (snprintf(to, cap, "%s/%s.%" PRId64, trash, name, clock_mono_ns(st->clock)) >= (int)cap)
+		return ERR_SYS(ENAMETOOLONG);
+	rc = st->io->rename(st->io, from, to);
+	if (rc == ERR_SYS(ENOENT))
+		return OK;
+	if (rc == OK)
+		rc = st->io->fsync_dir(st->io, topics);
+	if (rc == OK)
+		rc = st->io->fsync_dir(st->io, trash);
+	return rc;
+}
+
 err_t storage_topic_delete(storage_t *st, const char *name)
 {
 	pthread_mutex_lock(&st->mu);
@@ -465,18 +533,23 @@ err_t storage_topic_delete(storage_t *st, const char *name)
 		return ERR_NOT_FOUND;
 	}
 	topic_t *t = st->topics[at];
-	err_t rc = meta_topic_delete(st->meta, name);
+	/* Retire the partitions first: in-flight holders must not touch the directory by path again. */
+	pthread_mutex_lock(&t->mu);
+	for (int32_t i = 0; i < t->n; i++)
+		if (t->parts[i] != NULL)
+			partition_retire(t->parts[i]);
+	pthread_mutex_unlock(&t->mu);
+	char to[PATH_MAX];
+	err_t rc = trash_topic_dir(st, name, to, sizeof to);
+	if (rc == OK)
+		rc = meta_topic_delete(st->meta, name);
 	if (rc == OK) {
 		memmove(st->topics + at, st->topics + at + 1, (st->ntopics - at - 1) * sizeof *st->topics);
 		st->ntopics--;
-		char from[PATH_MAX], to[PATH_MAX];
-		topic_path(st, name, -1, from, sizeof from);
-		snprintf(to, sizeof to, "%s/trash/%s.%" PRId64, st->dir, name, clock_mono_ns(st->clock));
 		t->discard = true;
-		if (st->io->rename(st->io, from, to) == OK)
-			t->trash_dir = strdup(to);
-		else
-			log_warn("delete topic %s: cannot move %s to the trash", name, from);
+		t->trash_dir = strdup(to);
+	} else {
+		log_error("delete topic %s: %s", name, err_str(rc));
 	}
 	pthread_mutex_unlock(&st->mu);
 	if (rc == OK) {
@@ -688,6 +761,8 @@ err_t storage_open(const storage_opts_t *opts, storage_t **out)
 		rc = lock_dir(st);
 	if (rc == OK && snprintf(path, sizeof path, "%s/topics", st->dir) < (int)sizeof path)
 		rc = mkdir_p(st->io, path);
+	if (rc == OK)
+		rc = st->io->fsync_dir(st->io, st->dir);
 	if (rc == OK && snprintf(path, sizeof path, "%s/trash", st->dir) < (int)sizeof path) {
 		rc = io_remove_tree(st->io, path);
 		if (rc == OK)

@@ -82,6 +82,13 @@ void storage_topic_names(storage_t *st, storage_topic_fn fn, void *arg);
 /* Applies one config key (Kafka's name) to cfg; ERR_INVALID names the problem through *why. */
 err_t topic_config_apply(partition_config_t *cfg, const char *key, const char *value, const char **why);
 
+/* A producer id never handed out before, across restarts (ids are reserved in blocks in meta.db). */
+err_t storage_next_producer_id(storage_t *st, int64_t *id);
+
+/* Called (from any thread) whenever a partition's high watermark advances: readers waiting for data
+ * look again. Set before traffic starts; NULL disables. */
+void storage_set_data_hook(storage_t *st, void (*fn)(void *arg), void *arg);
+
 /* Flushes every partition now (tests and shutdown). */
 void storage_flush_all(storage_t *st);
 

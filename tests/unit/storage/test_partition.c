@@ -103,7 +103,12 @@ static void test_hwm_waits_for_fsync(void **state)
 	log_range_t r;
 	assert_int_equal(partition_read(p, 0, 4096, &r), OK);
 	assert_int_equal(r.len, 0);
+	int64_t off, ts; /* a timestamp lookup does not see it either (and is not an error) */
+	assert_int_equal(partition_offset_for_time(p, 0, &off, &ts), OK);
+	assert_int_equal(off, -1);
 	assert_int_equal(partition_flush(p), OK);
+	assert_int_equal(partition_offset_for_time(p, 0, &off, &ts), OK);
+	assert_int_equal(off, 0);
 	partition_info(p, &info);
 	assert_int_equal(info.hwm, 3);
 	buf_free(&b);
