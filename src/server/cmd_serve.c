@@ -2,20 +2,30 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "core/compat.h"
 #include "core/log.h"
+#include "kafka/kafka.h"
 #include "server/cli.h"
 
 static const char serve_usage[] =
-	"Usage: factlog serve [--data DIR] [--flush POLICY] [--log-level LEVEL]\n"
+	"Usage: factlog serve [--data DIR] [--kafka-listen HOST:PORT] [FLAGS]\n"
 	"\n"
-	"Runs the ledger on a data directory until SIGINT or SIGTERM, then flushes and seals every\n"
-	"partition so the next start needs no recovery scan.\n"
+	"Runs the ledger on a data directory and serves the Kafka protocol until SIGINT or SIGTERM, then\n"
+	"flushes and seals every partition so the next start needs no recovery scan.\n"
 	"\n"
 	"  --data DIR           data directory, created if missing (default ./data)\n"
+	"  --kafka-listen H:P   Kafka protocol address (default 127.0.0.1:9092; port 0 picks one)\n"
+	"  --advertise H:P      address given to clients in Metadata (default: the listen address)\n"
+	"  --auto-create-topics create unknown topics when clients ask for them (default off)\n"
+	"  --default-partitions N  partitions of auto-created topics (default 1)\n"
+	"  --kafka-threads N    event-loop threads (default: one per CPU)\n"
+	"  --max-request-bytes N   largest request accepted (default 104857600)\n"
+	"  --max-connections N  connections accepted at once (default 10000)\n"
 	"  --flush POLICY       always: an acknowledged append is fsynced (default)\n"
 	"                       interval:MS: fsync every MS milliseconds; acks do not wait\n"
 	"                       never: leave writeback to the OS\n"
@@ -43,18 +53,65 @@ int cli_storage_opts(const cli_storage_flags_t *f, storage_opts_t *o)
 	return 0;
 }
 
+/* The storage's data hook: wakes parked fetches. The server is published after it starts. */
+static void notify_data(void *arg)
+{
+	kafka_server_t *ks = atomic_load((_Atomic(kafka_server_t *) *)arg);
+	if (ks != NULL)
+		kafka_server_notify_data(ks);
+}
+
+/* "HOST:PORT" -> host, port (0..65535). Prints the problem and returns nonzero when malformed. */
+static int parse_hostport(const char *s, char *host, size_t cap, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	char *end;
+	long p = colon ? strtol(colon + 1, &end, 10) : -1;
+	if (colon == NULL || colon == s || (size_t)(colon - s) >= cap || *end != 0 || colon[1] == 0 || p < 0 ||
+	    p > 65535) {
+		fprintf(stderr, "factlog: expected HOST:PORT, got '%s'\n", s);
+		return 1;
+	}
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = 0;
+	*port = (int)p;
+	return 0;
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "data", required_argument, NULL, 'd' },   { "flush", required_argument, NULL, 'f' },
 		{ "log-level", required_argument, NULL, 'l' }, { "retention-check-ms", required_argument, NULL, 'r' },
+		{ "kafka-listen", required_argument, NULL, 'k' }, { "advertise", required_argument, NULL, 'a' },
+		{ "auto-create-topics", no_argument, NULL, 'A' }, { "default-partitions", required_argument, NULL, 'P' },
+		{ "kafka-threads", required_argument, NULL, 'T' }, { "max-request-bytes", required_argument, NULL, 'M' },
+		{ "max-connections", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	cli_storage_flags_t f = { 0 };
 	long long retention_ms = 300000;
+	kafka_opts_t ko;
+	kafka_opts_default(&ko);
+	char listen_host[256], adv_host[256];
 	int c;
 	while ((c = getopt_long(argc, argv, "d:f:l:r:h", opts, NULL)) != -1) {
 		switch (c) {
+		case 'k':
+			if (parse_hostport(optarg, listen_host, sizeof listen_host, &ko.listen_port) != 0)
+				return 2;
+			ko.listen_host = listen_host;
+			break;
+		case 'a':
+			if (parse_hostport(optarg, adv_host, sizeof adv_host, &ko.advertised_port) != 0)
+				return 2;
+			ko.advertised_host = adv_host;
+			break;
+		case 'A': ko.auto_create_topics = true; break;
+		case 'P': ko.default_partitions = atoi(optarg); break;
+		case 'T': ko.threads = atoi(optarg); break;
+		case 'M': ko.max_request_bytes = atoi(optarg); break;
+		case 'C': ko.max_connections = atoi(optarg); break;
 		case 'd': f.data_dir = optarg; break;
 		case 'f': f.flush = optarg; break;
 		case 'l': f.log_level = optarg; break;
@@ -63,7 +120,8 @@ int cmd_serve(int argc, char **argv)
 		default: fputs(serve_usage, stderr); return 2;
 		}
 	}
-	if (optind != argc || retention_ms <= 0) {
+	if (optind != argc || retention_ms <= 0 || ko.default_partitions < 1 || ko.default_partitions > 10000 ||
+	    ko.threads < 1 || ko.threads > 256 || ko.max_request_bytes < 1024 || ko.max_connections < 1) {
 		fputs(serve_usage, stderr);
 		return 2;
 	}
@@ -87,11 +145,24 @@ int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "factlog: cannot open %s: %s\n", o.data_dir, err_str(err));
 		return 1;
 	}
+	_Atomic(kafka_server_t *) published = NULL;
+	storage_set_data_hook(st, notify_data, &published);
+	kafka_server_t *ks;
+	err = kafka_server_start(st, &ko, &ks);
+	if (err != OK) {
+		fprintf(stderr, "factlog: cannot serve Kafka on %s:%d: %s\n", ko.listen_host, ko.listen_port,
+			err_str(err));
+		storage_close(st);
+		return 1;
+	}
+	atomic_store(&published, ks);
 	log_info("factlog serving data directory %s (flush policy %s); stop with Ctrl-C", o.data_dir,
 		 f.flush ? f.flush : "always");
 	int sig = 0;
 	sigwait(&stop, &sig);
-	log_info("received signal %d: flushing and sealing partitions", sig);
+	log_info("received signal %d: closing connections, flushing and sealing partitions", sig);
+	atomic_store(&published, NULL);
+	kafka_server_stop(ks);
 	storage_close(st);
 	log_info("stopped cleanly");
 	return 0;
