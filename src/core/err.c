@@ -21,6 +21,8 @@ const char *err_str(err_t err)
 	case ERR_TIMESTAMP: return "invalid timestamp";
 	case ERR_TOO_LARGE: return "batch larger than max.message.bytes";
 	case ERR_META: return "metadata store failure";
+	case ERR_SEQUENCE: return "out-of-order sequence number from an idempotent producer";
+	case ERR_FENCED: return "producer epoch is older than the current one";
 	default: break;
 	}
 	if (err < 0 && err > ERR_BASE)

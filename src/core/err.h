@@ -34,7 +34,9 @@ enum {
 	ERR_TIMESTAMP = ERR_BASE - 12,       /* a batch's timestamps are not acceptable */
 	ERR_TOO_LARGE = ERR_BASE - 13,       /* a batch exceeds max.message.bytes */
 	ERR_META = ERR_BASE - 14,            /* the metadata store failed */
-	ERR_LAST = ERR_BASE - 15,
+	ERR_SEQUENCE = ERR_BASE - 15,        /* an idempotent producer's sequence number is out of order */
+	ERR_FENCED = ERR_BASE - 16,          /* an idempotent producer's epoch is older than the current one */
+	ERR_LAST = ERR_BASE - 17,
 };
 
 /* A short, static, human description of err ("No space left on device", "CRC-32C mismatch", ...). */

@@ -106,7 +106,8 @@ static void produce_partition(kreq_t *req, produce_part_t *pp, partition_t *p, s
 		err_t rc = partition_append(p, data + pos, (size_t)blen, NULL, &res);
 		if (rc != OK) {
 			pp->err = kerr_from(rc);
-			if (rc != ERR_CRC && rc != ERR_MALFORMED && rc != ERR_TOO_LARGE && rc != ERR_TIMESTAMP)
+			if (rc != ERR_CRC && rc != ERR_MALFORMED && rc != ERR_TOO_LARGE && rc != ERR_TIMESTAMP &&
+			    rc != ERR_SEQUENCE && rc != ERR_FENCED)
 				log_warn("kafka: produce to %s failed: %s", partition_dir(p), err_str(rc));
 			if (last < 0)
 				return;

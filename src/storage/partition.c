@@ -26,6 +26,7 @@
 #include "core/crc32c.h"
 #include "core/fl_assert.h"
 #include "core/log.h"
+#include "storage/producers.h"
 #include "storage/recordbatch.h"
 #include "storage/segment.h"
 
@@ -51,6 +52,7 @@ struct partition {
 	partition_waiter_t *wait_head, *wait_tail;
 	bool flushing, dirty_notified;
 	int64_t flushes;
+	prod_table_t producers;
 	int ckpt_fd;
 	ckpt_t ckpt;          /* the last recovery point persisted */
 	int64_t ckpt_last_ms; /* monotonic ms of that write */
@@ -414,6 +416,25 @@ static err_t open_segments(partition_t *p, const int64_t *bases, size_t n)
 	return rc;
 }
 
+/* Idempotent-producer state from the batch headers of the last two segments (bounded work). */
+static void rebuild_producers(partition_t *p)
+{
+	size_t from = p->nsegs > 2 ? p->nsegs - 2 : 0;
+	for (size_t i = from; i < p->nsegs; i++) {
+		log_segment_t *seg = p->segs[i];
+		int64_t pos = 0;
+		for (int guard = 0; guard < (1 << 26) && pos + RB_HEADER_LEN <= seg->size; guard++) {
+			uint8_t hdr[RB_HEADER_LEN];
+			rb_header_t h;
+			if (io_pread_all(p->env.io, seg->fd, hdr, sizeof hdr, pos) != OK ||
+			    rb_header_decode(hdr, sizeof hdr, &h) != OK)
+				break;
+			prod_record(&p->producers, &h);
+			pos += rb_total_len(&h);
+		}
+	}
+}
+
 err_t partition_open(const partition_env_t *env, const char *dir, const partition_config_t *cfg,
 		     partition_t **out)
 {
@@ -477,6 +498,8 @@ err_t partition_open(const partition_env_t *env, const char *dir, const partitio
 	}
 	if (rc == OK)
 		rc = ckpt_write(p, p->durable_seg_base, p->durable_pos, p->durable_end);
+	if (rc == OK)
+		rebuild_producers(p);
 	if (rc != OK) {
 		for (size_t i = 0; i < p->nsegs; i++)
 			segment_unref(p->segs[i]);
@@ -534,6 +557,27 @@ err_t partition_append(partition_t *p, uint8_t *batch, size_t len, partition_wai
 		pthread_mutex_unlock(&p->mu);
 		return rc;
 	}
+	prod_batch_t dup;
+	rc = prod_check(&p->producers, &h, &dup);
+	if (rc == 1) {
+		res->duplicate = true;
+		res->base_offset = dup.base;
+		res->last_offset = dup.last;
+		res->log_append_time = -1;
+		res->log_start = p->segs[0]->base;
+		res->ack_now = p->cfg.flush_policy != FLUSH_ALWAYS || dup.last < p->durable_end;
+		if (w != NULL && !res->ack_now) {
+			w->offset = dup.last;
+			waiter_insert(p, w);
+		}
+		pthread_mutex_unlock(&p->mu);
+		return OK;
+	}
+	if (rc != OK) {
+		pthread_mutex_unlock(&p->mu);
+		return rc;
+	}
+	res->duplicate = false;
 	h.base_offset = p->log_end;
 	rb_set_base_offset(batch, h.base_offset);
 	rb_set_leader_epoch(batch, 0);
@@ -555,6 +599,7 @@ err_t partition_append(partition_t *p, uint8_t *batch, size_t len, partition_wai
 		return rc;
 	}
 	p->log_end = rb_last_offset(&h) + 1;
+	prod_record(&p->producers, &h);
 	res->base_offset = h.base_offset;
 	res->last_offset = rb_last_offset(&h);
 	res->log_start = p->segs[0]->base;
@@ -911,6 +956,7 @@ static void close_impl(partition_t *p, bool discard)
 		segment_unref(p->segs[i]);
 	if (p->ckpt_fd >= 0)
 		p->env.io->close(p->env.io, p->ckpt_fd);
+	prod_free(&p->producers);
 	free(p->segs);
 	free(p->dir);
 	pthread_mutex_destroy(&p->mu);

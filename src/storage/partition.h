@@ -79,6 +79,7 @@ typedef struct {
 	int64_t base_offset, last_offset;
 	int64_t log_append_time; /* -1 unless the partition stamped the batch */
 	int64_t log_start;
+	bool duplicate; /* an idempotent producer's retry: nothing appended, the original offsets returned */
 	bool ack_now; /* the ack need not wait (already durable, or the policy does not wait for fsync);
 		       * then the waiter, if any, was not registered */
 } partition_append_t;
@@ -109,7 +110,9 @@ void partition_close(partition_t *p);
 /* Closes without flushing or sealing: for a partition whose files are being deleted. */
 void partition_discard(partition_t *p);
 
-/* Validates a producer's batch (rb_validate), assigns offsets by patching it in place, and appends it.
+/* Validates a producer's batch (rb_validate), applies the idempotent-producer rules (producers.h; a
+ * duplicate returns the original offsets with res->duplicate, ERR_SEQUENCE / ERR_FENCED refuse it),
+ * assigns offsets by patching it in place, and appends it.
  * With w non-NULL and the data not yet durable, w is registered for the batch's last offset and
  * res->durable is false; its callback runs later. On error nothing was appended and w is not registered. */
 err_t partition_append(partition_t *p, uint8_t *batch, size_t len, partition_waiter_t *w,

@@ -376,6 +376,51 @@ static void test_enospc_leaves_no_partial_batch(void **state)
 	partition_close(p);
 }
 
+static err_t append_idem(partition_t *p, int16_t epoch, int32_t seq, int count, partition_append_t *res)
+{
+	rb_builder_t b;
+	rb_builder_init(&b, 7, epoch, seq);
+	for (int i = 0; i < count; i++)
+		rb_builder_add(&b, now_ms, slice_cstr("k"), slice_cstr("v"), NULL, 0);
+	rb_builder_finish(&b);
+	err_t rc = partition_append(p, b.buf.data, b.buf.len, NULL, res);
+	rb_builder_free(&b);
+	return rc;
+}
+
+static void test_idempotent_producer_rules(void **state)
+{
+	fx_t *f = *state;
+	partition_t *p = open_p(f);
+	partition_append_t res;
+	assert_int_equal(append_idem(p, 0, 0, 3, &res), OK); /* offsets 0..2, seq 0..2 */
+	assert_false(res.duplicate);
+	assert_int_equal(append_idem(p, 0, 0, 3, &res), OK); /* a retry */
+	assert_true(res.duplicate);
+	assert_int_equal(res.base_offset, 0);
+	assert_int_equal(res.last_offset, 2);
+	assert_int_equal(append_idem(p, 0, 5, 1, &res), ERR_SEQUENCE); /* a gap */
+	assert_int_equal(append_idem(p, 0, 3, 2, &res), OK);           /* offsets 3..4 */
+	assert_int_equal(res.base_offset, 3);
+	assert_int_equal(append_idem(p, 1, 4, 1, &res), ERR_SEQUENCE); /* a new epoch starts at 0 */
+	assert_int_equal(append_idem(p, 1, 0, 1, &res), OK);           /* librdkafka's local epoch bump */
+	assert_int_equal(append_idem(p, 0, 5, 1, &res), ERR_FENCED);   /* the old epoch is fenced */
+	partition_info_t info;
+	partition_info(p, &info);
+	assert_int_equal(info.log_end, 6);
+	assert_int_equal(partition_flush(p), OK);
+	partition_close(p);
+	/* After a restart the state is rebuilt from the log: the last batch's retry is still a duplicate. */
+	p = open_p(f);
+	assert_int_equal(append_idem(p, 1, 0, 1, &res), OK);
+	assert_true(res.duplicate);
+	assert_int_equal(res.base_offset, 5);
+	assert_int_equal(append_idem(p, 1, 1, 1, &res), OK);
+	assert_false(res.duplicate);
+	assert_int_equal(res.base_offset, 6);
+	partition_close(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -390,6 +435,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_batches_are_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fsync_failure_is_sticky, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_leaves_no_partial_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idempotent_producer_rules, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
