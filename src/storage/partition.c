@@ -26,6 +26,7 @@
 #include "core/crc32c.h"
 #include "core/fl_assert.h"
 #include "core/log.h"
+#include "storage/codec.h"
 #include "storage/producers.h"
 #include "storage/recordbatch.h"
 #include "storage/segment.h"
@@ -541,6 +542,8 @@ err_t partition_append(partition_t *p, uint8_t *batch, size_t len, partition_wai
 {
 	rb_header_t h;
 	err_t rc = rb_validate(batch, len, &h);
+	if (rc == OK && rb_codec(&h) != RB_CODEC_NONE)
+		rc = codec_validate_batch(batch, len); /* outside the lock: decompression costs CPU */
 	if (rc != OK)
 		return rc;
 	pthread_mutex_lock(&p->mu);

@@ -110,7 +110,8 @@ void partition_close(partition_t *p);
 /* Closes without flushing or sealing: for a partition whose files are being deleted. */
 void partition_discard(partition_t *p);
 
-/* Validates a producer's batch (rb_validate), applies the idempotent-producer rules (producers.h; a
+/* Validates a producer's batch (rb_validate; compressed records are decompressed and walked too),
+ * applies the idempotent-producer rules (producers.h; a
  * duplicate returns the original offsets with res->duplicate, ERR_SEQUENCE / ERR_FENCED refuse it),
  * assigns offsets by patching it in place, and appends it.
  * With w non-NULL and the data not yet durable, w is registered for the batch's last offset and

@@ -1,0 +1,25 @@
+/*
+ * codec.h -- the Kafka record codecs: gzip (zlib), snappy (raw and xerial framing), lz4 (frame), zstd.
+ *
+ * Purpose: decompress a batch's records to validate them on produce (and later to read them over HTTP);
+ * batches stay stored as sent. Pure: no I/O. Output is bounded by max_out (a decompression bomb is
+ * ERR_LIMIT); corrupt input is ERR_MALFORMED.
+ */
+#ifndef FL_STORAGE_CODEC_H
+#define FL_STORAGE_CODEC_H
+
+#include <stddef.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+#define CODEC_MAX_OUT ((size_t)128 << 20)
+
+/* Appends the decompressed form of in (codec RB_CODEC_*) to out. */
+err_t codec_decompress(int codec, slice_t in, buf_t *out, size_t max_out);
+
+/* Validates a compressed batch: decompresses its records and checks that they parse, that there are
+ * recordsCount of them with offsetDelta 0..n-1. Uncompressed batches are left to rb_validate. */
+err_t codec_validate_batch(const uint8_t *batch, size_t len);
+
+#endif
