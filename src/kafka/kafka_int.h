@@ -90,6 +90,9 @@ struct kconn {
 	char peer[64];
 };
 
+/* Adopts an accepted (non-blocking) socket as a connection of worker w; counts toward nconns. */
+kconn_t *kafka_conn_new(kworker_t *w, int fd, const char *peer);
+
 typedef void (*kapi_fn)(kreq_t *req);
 typedef struct {
 	int16_t key, min, max;

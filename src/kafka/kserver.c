@@ -437,31 +437,39 @@ static void on_accept(loop_io_t *io, uint32_t events)
 		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		kconn_t *c = calloc(1, sizeof *c);
-		ASSERT(c != NULL);
-		c->w = w;
-		c->io.fd = fd;
-		c->io.cb = on_conn_io;
-		c->io.data = c;
-		char host[INET_ADDRSTRLEN] = "?";
+		char host[INET_ADDRSTRLEN] = "?", peer_s[64];
 		inet_ntop(AF_INET, &peer.sin_addr, host, sizeof host);
-		snprintf(c->peer, sizeof c->peer, "%s:%d", host, ntohs(peer.sin_port));
-		c->idle_timer.cb = on_idle;
-		c->idle_timer.data = c;
-		c->kick_task.cb = conn_kick;
-		c->kick_task.data = c;
-		c->next = w->conns;
-		if (w->conns)
-			w->conns->prev = c;
-		w->conns = c;
-		if (loop_io_add(w->loop, &c->io, EPOLLIN) != OK) {
-			c->io.events = 0;
-			conn_close(c, "epoll");
-			continue;
-		}
-		loop_timer_start(w->loop, &c->idle_timer, w->srv->opts.idle_timeout_ms);
+		snprintf(peer_s, sizeof peer_s, "%s:%d", host, ntohs(peer.sin_port));
+		kafka_conn_new(w, fd, peer_s);
 	}
 }
+
+kconn_t *kafka_conn_new(kworker_t *w, int fd, const char *peer)
+{
+	kconn_t *c = calloc(1, sizeof *c);
+	ASSERT(c != NULL);
+	c->w = w;
+	c->io.fd = fd;
+	c->io.cb = on_conn_io;
+	c->io.data = c;
+	snprintf(c->peer, sizeof c->peer, "%s", peer);
+	c->idle_timer.cb = on_idle;
+	c->idle_timer.data = c;
+	c->kick_task.cb = conn_kick;
+	c->kick_task.data = c;
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	if (loop_io_add(w->loop, &c->io, EPOLLIN) != OK) {
+		c->io.events = 0;
+		conn_close(c, "epoll");
+		return c;
+	}
+	loop_timer_start(w->loop, &c->idle_timer, w->srv->opts.idle_timeout_ms);
+	return c;
+}
+
 
 /* --- dispatch --- */
 
