@@ -357,6 +357,7 @@ static void conn_kick(loop_task_t *t)
 		c->reading_paused = false;
 		if (!conn_parse(c)) /* frames that waited in the buffer */
 			return;
+		c->reading_paused = c->nreqs >= o->max_inflight_requests || c->inflight_bytes >= o->max_inflight_bytes;
 	}
 	conn_update_events(c);
 }
