@@ -270,7 +270,9 @@ static void fetch_read(fetch_ctx_t *c, const fetch_part_t *fp, int64_t budget, b
 		out->err = KERR_KAFKA_STORAGE_ERROR;
 		return;
 	}
-	if (fp->offset < out->info.log_start || fp->offset > out->info.hwm) {
+	/* Between the high watermark and the log end the data is not durable yet: empty, not an error
+	 * (an error would make a consumer reset its position). */
+	if (fp->offset < out->info.log_start || fp->offset > out->info.log_end) {
 		out->err = KERR_OFFSET_OUT_OF_RANGE;
 		return;
 	}

@@ -22,6 +22,7 @@ struct kafka_server {
 	storage_t *st;
 	kafka_opts_t opts;
 	int port;
+	int listen_fd; /* shared by every worker's loop (EPOLLEXCLUSIVE) */
 	char *advertised_host;
 	kworker_t *workers;
 	int nworkers;
@@ -33,7 +34,7 @@ struct kworker {
 	kafka_server_t *srv;
 	loop_t *loop;
 	pthread_t thread;
-	int listen_fd;
+	int listen_fd; /* the server's */
 	loop_io_t listen_io;
 	kconn_t *conns; /* doubly linked */
 	kreq_t *parked; /* fetches waiting for data */

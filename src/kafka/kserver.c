@@ -539,9 +539,8 @@ static err_t listen_socket(const kafka_opts_t *o, int port, int *out)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return ERR_SYS(errno);
-	int one = 1;
+	int one = 1; /* SO_REUSEADDR only: a second broker on the same port must fail, not share it */
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
 	if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 1024) < 0) {
 		err_t rc = ERR_SYS(errno);
 		close(fd);
@@ -562,29 +561,32 @@ err_t kafka_server_start(storage_t *st, const kafka_opts_t *opts, kafka_server_t
 	s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
 	ASSERT(s->workers != NULL);
 	err_t rc = OK;
-	int port = opts->listen_port;
+	int port = opts->listen_port, lfd = -1;
+	/* One listening socket; every loop waits on it with EPOLLEXCLUSIVE, so one of them accepts. */
+	rc = listen_socket(opts, port, &lfd);
+	if (rc == OK && port == 0) {
+		struct sockaddr_in a;
+		socklen_t alen = sizeof a;
+		getsockname(lfd, (struct sockaddr *)&a, &alen);
+		port = ntohs(a.sin_port);
+	}
+	for (int i = 0; i < s->nworkers; i++)
+		s->workers[i].listen_fd = -1;
 	for (int i = 0; i < s->nworkers && rc == OK; i++) {
 		kworker_t *w = &s->workers[i];
 		w->srv = s;
-		w->listen_fd = -1;
 		w->data_task.cb = on_data_task;
 		w->data_task.data = w;
 		rc = loop_new(&w->loop);
-		if (rc == OK)
-			rc = listen_socket(opts, port, &w->listen_fd);
-		if (rc == OK && port == 0) { /* the first socket picks the port; the others share it */
-			struct sockaddr_in a;
-			socklen_t alen = sizeof a;
-			getsockname(w->listen_fd, (struct sockaddr *)&a, &alen);
-			port = ntohs(a.sin_port);
-		}
 		if (rc == OK) {
-			w->listen_io.fd = w->listen_fd;
+			w->listen_fd = lfd;
+			w->listen_io.fd = lfd;
 			w->listen_io.cb = on_accept;
 			w->listen_io.data = w;
-			rc = loop_io_add(w->loop, &w->listen_io, EPOLLIN);
+			rc = loop_io_add(w->loop, &w->listen_io, EPOLLIN | EPOLLEXCLUSIVE);
 		}
 	}
+	s->listen_fd = lfd;
 	s->port = port;
 	const char *adv = opts->advertised_host ? opts->advertised_host
 			  : strcmp(opts->listen_host, "0.0.0.0") == 0 ? "127.0.0.1"
@@ -601,10 +603,10 @@ err_t kafka_server_start(storage_t *st, const kafka_opts_t *opts, kafka_server_t
 				loop_stop(s->workers[i].loop);
 				pthread_join(s->workers[i].thread, NULL);
 			}
-			if (s->workers[i].listen_fd >= 0)
-				close(s->workers[i].listen_fd);
 			loop_free(s->workers[i].loop);
 		}
+		if (lfd >= 0)
+			close(lfd);
 		free(s->workers);
 		free(s->advertised_host);
 		free(s);
@@ -627,10 +629,9 @@ void kafka_server_stop(kafka_server_t *s)
 		return;
 	for (int i = 0; i < s->nworkers; i++)
 		loop_stop(s->workers[i].loop);
-	for (int i = 0; i < s->nworkers; i++) {
+	for (int i = 0; i < s->nworkers; i++)
 		pthread_join(s->workers[i].thread, NULL);
-		close(s->workers[i].listen_fd);
-	}
+	close(s->listen_fd);
 	for (int i = 0; i < s->nworkers; i++)
 		loop_free(s->workers[i].loop);
 	free(s->workers);

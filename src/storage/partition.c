@@ -819,9 +819,9 @@ err_t partition_read(partition_t *p, int64_t offset, int64_t max_bytes, log_rang
 	err_t rc = OK;
 	if (p->failed != OK)
 		rc = ERR_FAILED;
-	else if (offset < p->segs[0]->base || offset > hwm(p))
+	else if (offset < p->segs[0]->base || offset > p->log_end)
 		rc = ERR_OUT_OF_RANGE;
-	if (rc != OK || offset == hwm(p)) {
+	if (rc != OK || offset >= hwm(p)) {
 		out->first_offset = out->next_offset = offset;
 		pthread_mutex_unlock(&p->mu);
 		return rc;

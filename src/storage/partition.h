@@ -128,8 +128,8 @@ err_t partition_flush(partition_t *p);
 int partition_apply_retention(partition_t *p);
 
 /* Whole batches from the one containing offset, up to max_bytes (but at least one batch) within one
- * segment, below the high watermark. offset == hwm gives an empty range (len 0); outside
- * [log_start, hwm] is ERR_OUT_OF_RANGE. */
+ * segment, below the high watermark. An offset in [hwm, log_end] gives an empty range (len 0): the data
+ * is written but not yet durable, or not written yet; outside [log_start, log_end] is ERR_OUT_OF_RANGE. */
 err_t partition_read(partition_t *p, int64_t offset, int64_t max_bytes, log_range_t *out);
 void log_range_release(log_range_t *r);
 /* Copies a range's bytes into buf (which must hold r->len bytes). */

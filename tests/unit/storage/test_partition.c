@@ -83,6 +83,15 @@ static void test_append_assigns_dense_offsets(void **state)
 	assert_int_equal(partition_read(p, (int64_t)id, 4096, &r), OK);
 	assert_int_equal(r.len, 0);
 	assert_int_equal(partition_read(p, (int64_t)id + 1, 4096, &r), ERR_OUT_OF_RANGE);
+	/* Written but not yet durable: empty, not out of range (a consumer must not reset). */
+	buf_t nb = { 0 };
+	tu_batch(&nb, id, 2, 100, now_ms);
+	partition_append_t ares;
+	assert_int_equal(partition_append(p, nb.data, nb.len, NULL, &ares), OK);
+	assert_int_equal(partition_read(p, (int64_t)id + 1, 4096, &r), OK);
+	assert_int_equal(r.len, 0);
+	assert_int_equal(partition_read(p, (int64_t)id + 3, 4096, &r), ERR_OUT_OF_RANGE);
+	buf_free(&nb);
 	assert_int_equal(partition_read(p, -1, 4096, &r), ERR_OUT_OF_RANGE);
 	partition_close(p);
 }
