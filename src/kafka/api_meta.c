@@ -14,7 +14,15 @@ const kapi_t kapi_table[] = {
 	{ 1, 4, 11, "Fetch", kapi_fetch },
 	{ 2, 1, 3, "ListOffsets", kapi_list_offsets },
 	{ 3, 0, 4, "Metadata", kapi_metadata },
+	{ 8, 2, 5, "OffsetCommit", kapi_group },
+	{ 9, 1, 4, "OffsetFetch", kapi_group },
 	{ 10, 0, 2, "FindCoordinator", kapi_find_coordinator },
+	{ 11, 0, 5, "JoinGroup", kapi_group },
+	{ 12, 0, 3, "Heartbeat", kapi_group },
+	{ 13, 0, 1, "LeaveGroup", kapi_group },
+	{ 14, 0, 3, "SyncGroup", kapi_group },
+	{ 15, 0, 2, "DescribeGroups", kapi_group },
+	{ 16, 0, 2, "ListGroups", kapi_group },
 	{ 18, 0, 3, "ApiVersions", kapi_api_versions },
 	{ 19, 0, 4, "CreateTopics", kapi_create_topics },
 	{ 20, 0, 1, "DeleteTopics", kapi_delete_topics },
@@ -22,6 +30,7 @@ const kapi_t kapi_table[] = {
 	{ 32, 0, 2, "DescribeConfigs", kapi_describe_configs },
 	{ 33, 0, 1, "AlterConfigs", kapi_alter_configs },
 	{ 37, 0, 1, "CreatePartitions", kapi_create_partitions },
+	{ 42, 0, 1, "DeleteGroups", kapi_group },
 };
 const int kapi_count = (int)(sizeof kapi_table / sizeof kapi_table[0]);
 

@@ -18,8 +18,12 @@ typedef struct kworker kworker_t;
 typedef struct kconn kconn_t;
 typedef struct kreq kreq_t;
 
+typedef struct coord coord_t;
+
 struct kafka_server {
 	storage_t *st;
+	coord_t *coord;
+	atomic_bool coord_closing; /* shutdown: group requests close their connection instead */
 	kafka_opts_t opts;
 	int port;
 	int listen_fd; /* shared by every worker's loop (EPOLLEXCLUSIVE) */
@@ -61,6 +65,8 @@ struct kreq {
 	kreq_t *park_next, *park_prev;
 	int16_t api_key, api_version;
 	int32_t correlation_id;
+	slice_t client_id;   /* into frame */
+	loop_task_t task;    /* hand-offs to and from the group coordinator */
 	uint8_t *frame;      /* the request bytes after the length (owned) */
 	size_t frame_len;
 	reader_t r;          /* positioned at the body */
@@ -149,5 +155,10 @@ void kapi_create_partitions(kreq_t *req);
 void kapi_describe_configs(kreq_t *req);
 void kapi_alter_configs(kreq_t *req);
 void kapi_init_producer_id(kreq_t *req);
+/* Group APIs: handed to the coordinator thread (group.c). */
+void kapi_group(kreq_t *req);
+
+err_t coord_start(kafka_server_t *s, coord_t **out);
+void coord_stop(coord_t *co);
 
 #endif

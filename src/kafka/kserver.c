@@ -489,7 +489,7 @@ static void dispatch(kconn_t *c, kreq_t *req)
 	req->api_key = reader_i16(r);
 	req->api_version = reader_i16(r);
 	req->correlation_id = reader_i32(r);
-	kr_string(r); /* client_id */
+	req->client_id = kr_string(r).s;
 	const kapi_t *api = api_find(req->api_key);
 	if (r->err != OK || api == NULL) {
 		char why[64];
@@ -594,10 +594,13 @@ err_t kafka_server_start(storage_t *st, const kafka_opts_t *opts, kafka_server_t
 	s->advertised_host = strdup(adv);
 	if (s->opts.advertised_port == 0)
 		s->opts.advertised_port = port;
+	if (rc == OK)
+		rc = coord_start(s, &s->coord);
 	for (int i = 0; i < s->nworkers && rc == OK; i++)
 		rc = -pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
 	if (rc != OK) {
 		log_error("kafka: cannot listen on %s:%d: %s", opts->listen_host, opts->listen_port, err_str(rc));
+		coord_stop(s->coord);
 		for (int i = 0; i < s->nworkers; i++) {
 			if (s->workers[i].thread) {
 				loop_stop(s->workers[i].loop);
@@ -627,6 +630,8 @@ void kafka_server_stop(kafka_server_t *s)
 {
 	if (s == NULL)
 		return;
+	atomic_store(&s->coord_closing, true);
+	coord_stop(s->coord); /* first: it answers parked joins, which the loops then write out */
 	for (int i = 0; i < s->nworkers; i++)
 		loop_stop(s->workers[i].loop);
 	for (int i = 0; i < s->nworkers; i++)

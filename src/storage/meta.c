@@ -20,7 +20,10 @@ static const char *const schema =
 	"  name TEXT PRIMARY KEY, partitions INTEGER NOT NULL, created_ms INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS topic_configs ("
 	"  topic TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (topic, key));"
-	"CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);";
+	"CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS group_offsets (grp TEXT NOT NULL, topic TEXT NOT NULL,"
+	"  partition INTEGER NOT NULL, committed INTEGER NOT NULL, metadata TEXT NOT NULL,"
+	"  commit_ms INTEGER NOT NULL, PRIMARY KEY (grp, topic, partition));";
 
 static err_t db_err(meta_t *m, const char *what)
 {
@@ -180,4 +183,35 @@ err_t meta_counter_add(meta_t *m, const char *name, int64_t delta, int64_t *befo
 	if (rc != OK)
 		sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
 	return rc;
+}
+
+err_t meta_offset_commit(meta_t *m, const char *group, const char *topic, int32_t partition, int64_t offset,
+			 const char *metadata, int64_t commit_ms)
+{
+	return exec(m,
+		    "INSERT OR REPLACE INTO group_offsets(grp, topic, partition, committed, metadata, commit_ms) "
+		    "VALUES (?, ?, ?, ?, ?, ?)",
+		    "ttiiti", group, topic, (int64_t)partition, offset, metadata ? metadata : "", commit_ms);
+}
+
+err_t meta_offset_list(meta_t *m, meta_offset_fn fn, void *arg)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(m->db,
+			       "SELECT grp, topic, partition, committed, metadata, commit_ms FROM group_offsets "
+			       "ORDER BY grp, topic, partition",
+			       -1, &st, NULL) != SQLITE_OK)
+		return db_err(m, "list offsets");
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		fn(arg, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+		   (int32_t)sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
+		   (const char *)sqlite3_column_text(st, 4), sqlite3_column_int64(st, 5));
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? OK : db_err(m, "list offsets");
+}
+
+err_t meta_group_delete(meta_t *m, const char *group)
+{
+	return exec(m, "DELETE FROM group_offsets WHERE grp = ?", "t", group);
 }

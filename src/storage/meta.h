@@ -35,6 +35,14 @@ err_t meta_config_set(meta_t *m, const char *topic, const char *key, const char 
 /* Adds delta to a named counter (created at 0) and returns the value before, durably. */
 err_t meta_counter_add(meta_t *m, const char *name, int64_t delta, int64_t *before);
 
+/* Committed consumer-group offsets (Kafka OffsetCommit): one row per (group, topic, partition). */
+err_t meta_offset_commit(meta_t *m, const char *group, const char *topic, int32_t partition, int64_t offset,
+			 const char *metadata, int64_t commit_ms);
+typedef void (*meta_offset_fn)(void *arg, const char *group, const char *topic, int32_t partition,
+			       int64_t offset, const char *metadata, int64_t commit_ms);
+err_t meta_offset_list(meta_t *m, meta_offset_fn fn, void *arg);
+err_t meta_group_delete(meta_t *m, const char *group);
+
 typedef void (*meta_topic_fn)(void *arg, const char *name, int32_t partitions, int64_t created_ms);
 typedef void (*meta_config_fn)(void *arg, const char *key, const char *value);
 err_t meta_topic_list(meta_t *m, meta_topic_fn fn, void *arg);

@@ -232,6 +232,11 @@ static void on_data(void *arg, partition_t *p)
 		t->st->data_fn(t->st->data_arg);
 }
 
+struct meta *storage_meta(storage_t *st)
+{
+	return st->meta;
+}
+
 void storage_set_data_hook(storage_t *st, void (*fn)(void *arg), void *arg)
 {
 	st->data_arg = arg;

@@ -89,6 +89,10 @@ err_t storage_next_producer_id(storage_t *st, int64_t *id);
  * look again. Set before traffic starts; NULL disables. */
 void storage_set_data_hook(storage_t *st, void (*fn)(void *arg), void *arg);
 
+/* The metadata store, for the front doors' own durable state (group offsets). Thread-safe. */
+struct meta;
+struct meta *storage_meta(storage_t *st);
+
 /* Flushes every partition now (tests and shutdown). */
 void storage_flush_all(storage_t *st);
 
