@@ -13,6 +13,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_topics(int argc, char **argv);
 int cmd_append(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
+int cmd_groups(int argc, char **argv);
 
 /* Shared flags of the commands that open a data directory. */
 typedef struct {

@@ -18,6 +18,7 @@ static const char usage[] =
 	"  topics    list, create, describe, alter and delete topics in a data directory\n"
 	"  append    append lines from standard input to a topic (offline, for scripts and tests)\n"
 	"  dump      print the records of a topic (offline)\n"
+	"  groups    list consumer groups, or describe one: members, offsets, lag (a Kafka client)\n"
 	"  version   print the version\n"
 	"\n"
 	"Run 'factlog COMMAND --help' for a command's flags.\n";
@@ -42,6 +43,8 @@ int main(int argc, char **argv)
 		return cmd_append(argc - 1, argv + 1);
 	if (strcmp(cmd, "dump") == 0)
 		return cmd_dump(argc - 1, argv + 1);
+	if (strcmp(cmd, "groups") == 0)
+		return cmd_groups(argc - 1, argv + 1);
 	fprintf(stderr, "factlog: unknown command '%s'\n\n%s", cmd, usage);
 	return 2;
 }
