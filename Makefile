@@ -53,6 +53,7 @@ fuzz: deps-test $(FUZZ)/build.ninja
 bench: deps-test $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 	bench/storage.sh $(BUILD)
+	bench/kafka.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZ)

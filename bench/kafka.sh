@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Kafka-protocol throughput and latency of factlog next to the disk's own durable bandwidth, in one run on
+# one disk: fio (fdatasync every 1 MiB) on the scratch dir, then bench_kafka (librdkafka) against a broker
+# serving a temp data dir in that same scratch dir with --flush always:
+#   acks=all produce with 1 and 2 producers, acks=1 produce, acks=all at a paced 100 MB/s for latency,
+#   consume what was produced (page cache) with 1 and 2 consumers, and produce + consume concurrently.
+# Prints each figure, the targets and the ratio to fio as a markdown table. Builds nothing: needs
+# BUILD_DIR/factlog and BUILD_DIR/bench/bench_kafka (librdkafka-dev installed when meson set up BUILD_DIR).
+# Usage: bench/kafka.sh [BUILD_DIR]
+#   env: BENCH_DIR (scratch dir on the disk under test), SECONDS_EACH (per step, default 10),
+#        PARTITIONS (default 4), RECORD_BYTES (default 1024), LATENCY_MBPS (default 100)
+set -euo pipefail
+BUILD=${1:-build}
+BENCH_DIR=${BENCH_DIR:-bench/results/scratch}
+SECS=${SECONDS_EACH:-10}
+PARTS=${PARTITIONS:-4}
+REC=${RECORD_BYTES:-1024}
+LAT_MBPS=${LATENCY_MBPS:-100}
+FIO_SECS=5
+BENCH="$BUILD/bench/bench_kafka"
+for f in "$BUILD/factlog" "$BENCH"; do
+	[ -x "$f" ] || { echo "missing $f: build first (bench_kafka needs librdkafka-dev at meson setup)" >&2; exit 1; }
+done
+command -v fio >/dev/null || { echo "fio is not installed" >&2; exit 1; }
+
+mkdir -p "$BENCH_DIR"
+S=$(mktemp -d "$BENCH_DIR/kafka.XXXXXX")
+PID=""
+stop_server() {
+	[ -n "$PID" ] || return 0
+	kill -TERM "$PID" 2>/dev/null || true
+	for _ in $(seq 100); do # 10 s to flush and seal, then SIGKILL
+		kill -0 "$PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$PID" 2>/dev/null; then
+		echo "factlog (pid $PID) did not stop within 10 s of SIGTERM: SIGKILL" >&2
+		kill -KILL "$PID" 2>/dev/null || true
+	fi
+	wait "$PID" 2>/dev/null || true
+	PID=""
+}
+cleanup() {
+	stop_server
+	rm -rf "$S"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+T0=$(date +%s)
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ { print $2 }') GiB, disk $(df -h "$BENCH_DIR" | awk 'NR==2 { print $1 " " $2 }'), $(uname -r)"
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ), $SECS s per step, $PARTS partitions, $REC B records, flush=always"
+
+# (1) The disk's raw durable sequential bandwidth, as bench/storage.sh measures it.
+fio_json=$(fio --name=raw --filename="$S/fio.dat" --rw=write --bs=1M --size=4G --ioengine=sync --fdatasync=1 \
+	--runtime="$FIO_SECS" --time_based --output-format=json 2>/dev/null)
+rm -f "$S/fio.dat"
+FIO=$(python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["write"]["bw_bytes"]/1e6, 1))' <<<"$fio_json")
+echo "fio: fdatasync every 1 MiB: $FIO MB/s"
+
+# The broker picks a free port itself (port 0) and logs it: no race with other listeners.
+"$BUILD/factlog" serve --data "$S/data" --kafka-listen 127.0.0.1:0 --auto-create-topics --flush always \
+	>"$S/server.log" 2>&1 &
+PID=$!
+PORT=""
+for _ in $(seq 100); do
+	PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$S/server.log" | head -1)
+	[ -n "$PORT" ] && break
+	kill -0 "$PID" 2>/dev/null || break
+	sleep 0.1
+done
+[ -n "$PORT" ] || { echo "factlog did not start:" >&2; cat "$S/server.log" >&2; exit 1; }
+echo "factlog pid $PID on 127.0.0.1:$PORT, data in $S/data"
+
+# run NAME ARGS...: one bench_kafka run; its output is shown and kept in $S/NAME.out.
+run() {
+	local name=$1
+	shift
+	echo
+	echo "## $name: bench_kafka $*"
+	timeout 180 "$BENCH" --brokers "127.0.0.1:$PORT" --partitions "$PARTS" --record-bytes "$REC" "$@" \
+		>"$S/$name.out" 2>&1 || echo "bench_kafka exited with status $?" >>"$S/$name.out"
+	cat "$S/$name.out"
+}
+# get NAME KEY: a value from the RESULT line of run NAME ("?" when missing).
+get() {
+	local v
+	v=$(sed -n "s/^RESULT .* $2=\([^ ]*\).*/\1/p" "$S/$1.out" | tail -1)
+	echo "${v:-?}"
+}
+pct() { python3 -c "import sys; a, b = sys.argv[1:]; print(f'{100 * float(a) / float(b):.0f}%')" "$1" "$2" 2>/dev/null || echo "?"; }
+ok() { python3 -c "import sys; print('yes' if eval(sys.argv[1]) else '**no**')" "$1" 2>/dev/null || echo "?"; }
+
+run all1 --produce --topic all1 --acks all --producers 1 --seconds "$SECS"                           # (2)
+run all2 --produce --topic all2 --acks all --producers 2 --seconds "$SECS"
+run acks1 --produce --topic acks1 --acks 1 --producers 1 --seconds "$SECS"                           # (3)
+run lat0 --produce --topic lat0 --acks all --rate-mbps "$LAT_MBPS" --linger-ms 0 --seconds "$SECS"   # (4)
+run lat5 --produce --topic lat5 --acks all --rate-mbps "$LAT_MBPS" --linger-ms 5 --seconds "$SECS"
+run cons1 --consume --topic all2 --consumers 1 --seconds 30                                          # (5)
+run cons2 --consume --topic all2 --consumers 2 --seconds 30
+run conc --concurrent --topic conc --acks all --producers 1 --consumers 1 --seconds "$SECS"         # (6)
+stop_server
+
+a1=$(get all1 produce_mbps) a2=$(get all2 produce_mbps) k1=$(get acks1 produce_mbps)
+l0=$(get lat0 p99_ms) l5=$(get lat5 p99_ms)
+c1=$(get cons1 consume_mbps) c2=$(get cons2 consume_mbps)
+lat() { echo "$(get "$1" produce_mbps) MB/s delivered; p50 $(get "$1" p50_ms) / p99 $(get "$1" p99_ms) / p99.9 $(get "$1" p999_ms) ms"; }
+thr() { echo "$(get "$1" produce_mbps) MB/s, $(get "$1" records_per_s) rec/s (p99 $(get "$1" p99_ms) ms incl. client queueing)"; }
+echo
+echo "| what | result | vs fio 1 MiB | target | met |"
+echo "|---|---|---|---|---|"
+echo "| disk: fio, fdatasync every 1 MiB, ${FIO_SECS} s | $FIO MB/s | 100% | | |"
+echo "| produce acks=all, 1 producer | $(thr all1) | $(pct "$a1" "$FIO") | >= 400 MB/s and >= 50% of fio | $(ok "$a1 >= 400 and $a1 >= 0.5 * $FIO") |"
+echo "| produce acks=all, 2 producers | $(thr all2) | $(pct "$a2" "$FIO") | >= 400 MB/s and >= 50% of fio | $(ok "$a2 >= 400 and $a2 >= 0.5 * $FIO") |"
+echo "| produce acks=1, 1 producer | $(thr acks1) | $(pct "$k1" "$FIO") | >= 1000 MB/s | $(ok "$k1 >= 1000") |"
+echo "| acks=all at $LAT_MBPS MB/s offered, linger.ms=0 | $(lat lat0) | | p99 < 2 ms | $(ok "$l0 < 2") |"
+echo "| acks=all at $LAT_MBPS MB/s offered, linger.ms=5 | $(lat lat5) | | p99 < 2 ms | $(ok "$l5 < 2") |"
+echo "| consume (page cache), 1 consumer | $c1 MB/s ($(get cons1 consumed) records, complete=$(get cons1 complete)) | $(pct "$c1" "$FIO") | several GB/s (>= 2000 MB/s) | $(ok "$c1 >= 2000") |"
+echo "| consume (page cache), 2 consumers | $c2 MB/s total, slowest $(get cons2 consume_mbps_each_min) (complete=$(get cons2 complete)) | $(pct "$c2" "$FIO") | several GB/s (>= 2000 MB/s) | $(ok "$c2 >= 2000") |"
+echo "| concurrent: 1 producer acks=all + 1 consumer | produce $(get conc produce_mbps) MB/s, consume $(get conc consume_mbps) MB/s (complete=$(get conc complete)) | $(pct "$(get conc produce_mbps)" "$FIO") | | |"
+echo
+
+# Anything that looks wrong: client errors, failed deliveries, gaps, incomplete reads, broker warnings.
+problems=$(cat "$S"/*.out | grep -vE '^(RESULT |produce: |consume: |created topic |topic .* already exists)' |
+	sed 's/^%\([0-7]\)|[0-9.]*|/%\1|/' | sort | uniq -c | sort -rn | head -20 || true)
+bad=$(grep -hE 'complete=0|failed=[1-9]|gaps=[1-9]|bad=[1-9]|msg_errors=[1-9]|client_errors=[1-9]' "$S"/*.out || true)
+srv=$(grep -E ' (WARN|ERROR|FATAL) ' "$S/server.log" | sort | uniq -c | sort -rn | head -20 || true)
+grep -q 'stopped cleanly' "$S/server.log" || srv="$srv"$'\n'"server did not log 'stopped cleanly'"
+if [ -n "$problems$bad$srv" ]; then
+	echo "problems seen:"
+	[ -n "$problems" ] && echo "$problems"
+	[ -n "$bad" ] && echo "$bad"
+	[ -n "$srv" ] && echo "server log:" && echo "$srv"
+else
+	echo "no client errors, failed deliveries, offset gaps or server warnings"
+fi
+echo "total time: $(($(date +%s) - T0)) s"
