@@ -123,6 +123,13 @@ static inline const uint8_t *reader_take(reader_t *r, size_t n)
 	return p;
 }
 
+/* n bytes as a slice; after a failed read the slice is empty, never {NULL, n}. */
+static inline slice_t reader_slice(reader_t *r, size_t n)
+{
+	const uint8_t *p = reader_take(r, n);
+	return slice_make(p, p ? n : 0);
+}
+
 static inline uint8_t reader_u8(reader_t *r)
 {
 	const uint8_t *p = reader_take(r, 1);

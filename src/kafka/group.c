@@ -31,7 +31,6 @@ static const char *const state_names[] = { "Empty", "PreparingRebalance", "Compl
 
 #define SESSION_MIN_MS 1000
 #define SESSION_MAX_MS 1800000
-#define INITIAL_DELAY_MS 500
 
 typedef struct group group_t;
 
@@ -513,8 +512,8 @@ static void do_join(coord_t *co, kreq_t *req)
 	}
 	m->join_req = req;
 	loop_timer_stop(co->loop, &m->session_timer);
-	if (g->state == G_EMPTY && g->generation == 0)
-		prepare_rebalance(g, INITIAL_DELAY_MS);
+	if (g->state == G_EMPTY && g->generation == 0 && co->srv->opts.group_initial_delay_ms > 0)
+		prepare_rebalance(g, co->srv->opts.group_initial_delay_ms);
 	else if (g->state != G_PREPARING)
 		prepare_rebalance(g, 0);
 	maybe_complete_join(g);
@@ -839,8 +838,8 @@ static void do_describe_groups(coord_t *co, kreq_t *req)
 	kw_i32(b, n);
 	for (int32_t i = 0; i < n; i++) {
 		slice_t gid = kr_string(r).s;
-		group_t *g = group_find(co, gid);
-		kw_i16(b, KERR_NONE);
+		group_t *g = r->err == OK ? group_find(co, gid) : NULL;
+		kw_i16(b, r->err == OK ? KERR_NONE : KERR_INVALID_REQUEST);
 		kw_string(b, gid);
 		kw_cstring(b, state_names[g ? g->state : G_DEAD]);
 		kw_cstring(b, g && g->ptype ? g->ptype : "");

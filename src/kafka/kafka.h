@@ -40,6 +40,7 @@ typedef struct {
 	int max_inflight_requests;   /* per connection (default 64) */
 	int max_connections;         /* per server (default 10000) */
 	int64_t idle_timeout_ms;     /* close connections idle this long (default 600000) */
+	int32_t group_initial_delay_ms; /* an empty group's first rebalance waits this for more members (500) */
 } kafka_opts_t;
 
 void kafka_opts_default(kafka_opts_t *o);

@@ -31,7 +31,7 @@ static inline kstr_t kr_string(reader_t *r) /* int16 length, -1 = null */
 		k.null = true;
 		return k;
 	}
-	k.s = slice_make(reader_take(r, (size_t)n), (size_t)n);
+	k.s = reader_slice(r, (size_t)n);
 	return k;
 }
 
@@ -47,7 +47,7 @@ static inline kstr_t kr_compact_string(reader_t *r) /* uvarint length + 1, 0 = n
 		reader_fail(r, ERR_MALFORMED);
 		return k;
 	}
-	k.s = slice_make(reader_take(r, (size_t)(n - 1)), (size_t)(n - 1));
+	k.s = reader_slice(r, (size_t)(n - 1));
 	return k;
 }
 
@@ -63,7 +63,7 @@ static inline kstr_t kr_bytes(reader_t *r) /* int32 length, -1 = null */
 		k.null = true;
 		return k;
 	}
-	k.s = slice_make(reader_take(r, (size_t)n), (size_t)n);
+	k.s = reader_slice(r, (size_t)n);
 	return k;
 }
 

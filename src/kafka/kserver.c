@@ -40,6 +40,7 @@ void kafka_opts_default(kafka_opts_t *o)
 	o->max_inflight_requests = 64;
 	o->max_connections = 10000;
 	o->idle_timeout_ms = 600000;
+	o->group_initial_delay_ms = 500;
 }
 
 /* --- requests --- */

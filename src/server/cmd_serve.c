@@ -26,6 +26,7 @@ static const char serve_usage[] =
 	"  --kafka-threads N    event-loop threads (default: one per CPU)\n"
 	"  --max-request-bytes N   largest request accepted (default 104857600)\n"
 	"  --max-connections N  connections accepted at once (default 10000)\n"
+	"  --group-initial-delay-ms N  a new group's first rebalance waits for more members (default 500)\n"
 	"  --flush POLICY       always: an acknowledged append is fsynced (default)\n"
 	"                       interval:MS: fsync every MS milliseconds; acks do not wait\n"
 	"                       never: leave writeback to the OS\n"
@@ -87,6 +88,7 @@ int cmd_serve(int argc, char **argv)
 		{ "auto-create-topics", no_argument, NULL, 'A' }, { "default-partitions", required_argument, NULL, 'P' },
 		{ "kafka-threads", required_argument, NULL, 'T' }, { "max-request-bytes", required_argument, NULL, 'M' },
 		{ "max-connections", required_argument, NULL, 'C' },
+		{ "group-initial-delay-ms", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	cli_storage_flags_t f = { 0 };
@@ -112,6 +114,7 @@ int cmd_serve(int argc, char **argv)
 		case 'T': ko.threads = atoi(optarg); break;
 		case 'M': ko.max_request_bytes = atoi(optarg); break;
 		case 'C': ko.max_connections = atoi(optarg); break;
+		case 'G': ko.group_initial_delay_ms = atoi(optarg); break;
 		case 'd': f.data_dir = optarg; break;
 		case 'f': f.flush = optarg; break;
 		case 'l': f.log_level = optarg; break;
@@ -121,7 +124,8 @@ int cmd_serve(int argc, char **argv)
 		}
 	}
 	if (optind != argc || retention_ms <= 0 || ko.default_partitions < 1 || ko.default_partitions > 10000 ||
-	    ko.threads < 1 || ko.threads > 256 || ko.max_request_bytes < 1024 || ko.max_connections < 1) {
+	    ko.threads < 1 || ko.threads > 256 || ko.max_request_bytes < 1024 || ko.max_connections < 1 ||
+	    ko.group_initial_delay_ms < 0 || ko.group_initial_delay_ms > 300000) {
 		fputs(serve_usage, stderr);
 		return 2;
 	}

@@ -58,15 +58,13 @@ void rb_record_header_next(reader_t *r, slice_t *key, slice_t *value, bool *valu
 		reader_fail(r, ERR_MALFORMED); /* header keys are never null */
 		return;
 	}
-	const uint8_t *k = reader_take(r, (size_t)klen);
+	*key = reader_slice(r, (size_t)klen);
 	int32_t vlen = reader_varint(r);
 	if (vlen < -1) {
 		reader_fail(r, ERR_MALFORMED);
 		return;
 	}
-	const uint8_t *v = vlen > 0 ? reader_take(r, (size_t)vlen) : NULL;
-	*key = slice_make(k, (size_t)klen);
-	*value = slice_make(v, vlen > 0 ? (size_t)vlen : 0);
+	*value = vlen > 0 ? reader_slice(r, (size_t)vlen) : slice_make(NULL, 0);
 	*value_null = vlen < 0;
 }
 
@@ -91,13 +89,13 @@ void rb_record_next(reader_t *r, rb_record_t *rec)
 	if (klen < -1)
 		reader_fail(&in, ERR_MALFORMED);
 	if (klen > 0)
-		rec->key = slice_make(reader_take(&in, (size_t)klen), (size_t)klen);
+		rec->key = reader_slice(&in, (size_t)klen);
 	int32_t vlen = reader_varint(&in);
 	rec->value_null = vlen < 0;
 	if (vlen < -1)
 		reader_fail(&in, ERR_MALFORMED);
 	if (vlen > 0)
-		rec->value = slice_make(reader_take(&in, (size_t)vlen), (size_t)vlen);
+		rec->value = reader_slice(&in, (size_t)vlen);
 	rec->headers_count = reader_varint(&in);
 	if (rec->headers_count < 0)
 		reader_fail(&in, ERR_MALFORMED);

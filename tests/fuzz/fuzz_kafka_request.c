@@ -1,7 +1,7 @@
 /*
  * fuzz_kafka_request.c -- libFuzzer target: one Kafka request frame through the real connection code
  * (framing, header, dispatch, every handler, response writing) on a socketpair, against a real storage
- * in a temp directory (flush=never, so nothing waits for the disk).
+ * in a temp directory (flush=never, so nothing waits for the disk), with the group coordinator thread.
  * The input is the frame after its 4-byte length. Topic-mutating admin requests (CreateTopics,
  * DeleteTopics, AlterConfigs, CreatePartitions) are skipped: they would fill the disk with topics.
  */
@@ -42,12 +42,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	srv.st = st;
 	kafka_opts_default(&srv.opts);
 	srv.opts.advertised_port = 9092;
+	srv.opts.group_initial_delay_ms = 0; /* joins complete at once: nothing waits in the fuzz loop */
 	srv.advertised_host = strdup("127.0.0.1");
 	pthread_mutex_init(&srv.pid_mu, NULL);
 	srv.workers = &worker;
 	srv.nworkers = 1;
 	worker.srv = &srv;
 	ASSERT(loop_new(&worker.loop) == OK);
+	ASSERT(coord_start(&srv, &srv.coord) == OK);
 	return 0;
 }
 
@@ -77,8 +79,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			;
 	}
 	shutdown(sv[1], SHUT_RDWR); /* the client goes away: parked fetches end, the connection is freed */
-	for (int i = 0; i < 100 && worker.conns != NULL; i++) {
-		loop_run_once(worker.loop, 0);
+	for (int i = 0; i < 2000 && worker.conns != NULL; i++) { /* group requests round-trip a thread */
+		loop_run_once(worker.loop, 1);
 		while (read(sv[1], sink, sizeof sink) > 0)
 			;
 	}
