@@ -23,6 +23,8 @@ struct loop {
 	loop_task_t *tasks_head, *tasks_tail;
 	atomic_bool stopping;
 	atomic_bool wake_pending;
+	atomic_bool running; /* inside loop_run_once */
+	pthread_t thread;    /* the thread in loop_run_once, valid while running */
 };
 
 int64_t loop_now_ns(void)
@@ -184,6 +186,9 @@ void loop_post(loop_t *l, loop_task_t *task)
 		l->tasks_head = task;
 	l->tasks_tail = task;
 	pthread_mutex_unlock(&l->mu);
+	/* From the loop's own thread no wake-up is needed: tasks run before it waits again. */
+	if (atomic_load(&l->running) && pthread_equal(l->thread, pthread_self()))
+		return;
 	if (!atomic_exchange(&l->wake_pending, true)) {
 		uint64_t one = 1;
 		ssize_t n = write(l->evfd, &one, sizeof one);
@@ -217,12 +222,19 @@ void loop_stop(loop_t *l)
 void loop_run_once(loop_t *l, int timeout_ms)
 {
 	struct epoll_event evs[EVENTS_MAX];
+	l->thread = pthread_self();
+	atomic_store(&l->running, true);
 	if (l->nheap > 0) {
 		int64_t d = (l->heap[0]->due_ns - loop_now_ns() + 999999) / 1000000;
 		d = d < 0 ? 0 : d > 60000 ? 60000 : d;
 		if (timeout_ms < 0 || d < timeout_ms)
 			timeout_ms = (int)d;
 	}
+	pthread_mutex_lock(&l->mu);
+	bool queued = l->tasks_head != NULL; /* posted from this thread since the last run */
+	pthread_mutex_unlock(&l->mu);
+	if (queued)
+		timeout_ms = 0;
 	int n = epoll_wait(l->epfd, evs, EVENTS_MAX, timeout_ms);
 	for (int i = 0; i < n; i++) {
 		loop_io_t *io = evs[i].data.ptr;
@@ -230,6 +242,8 @@ void loop_run_once(loop_t *l, int timeout_ms)
 	}
 	run_tasks(l);
 	run_timers(l);
+	run_tasks(l); /* what the timers posted */
+	atomic_store(&l->running, false);
 }
 
 void loop_run(loop_t *l)
