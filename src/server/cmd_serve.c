@@ -31,6 +31,7 @@ static const char serve_usage[] =
 	"                       interval:MS: fsync every MS milliseconds; acks do not wait\n"
 	"                       never: leave writeback to the OS\n"
 	"  --retention-check-ms N  how often retention runs (default 300000)\n"
+	"  --flush-threads N    partitions fsynced in parallel (default 2)\n"
 	"  --log-level LEVEL    debug, info (default), warn, error\n"
 	"  -h, --help           this help\n";
 
@@ -89,10 +90,12 @@ int cmd_serve(int argc, char **argv)
 		{ "kafka-threads", required_argument, NULL, 'T' }, { "max-request-bytes", required_argument, NULL, 'M' },
 		{ "max-connections", required_argument, NULL, 'C' },
 		{ "group-initial-delay-ms", required_argument, NULL, 'G' },
+		{ "flush-threads", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	cli_storage_flags_t f = { 0 };
 	long long retention_ms = 300000;
+	int flush_threads = 2;
 	kafka_opts_t ko;
 	kafka_opts_default(&ko);
 	char listen_host[256], adv_host[256];
@@ -115,6 +118,7 @@ int cmd_serve(int argc, char **argv)
 		case 'M': ko.max_request_bytes = atoi(optarg); break;
 		case 'C': ko.max_connections = atoi(optarg); break;
 		case 'G': ko.group_initial_delay_ms = atoi(optarg); break;
+		case 'F': flush_threads = atoi(optarg); break;
 		case 'd': f.data_dir = optarg; break;
 		case 'f': f.flush = optarg; break;
 		case 'l': f.log_level = optarg; break;
@@ -134,6 +138,11 @@ int cmd_serve(int argc, char **argv)
 	if (rc != 0)
 		return rc;
 	o.retention_check_ms = retention_ms;
+	if (flush_threads < 1 || flush_threads > STORAGE_FLUSH_THREADS_MAX) {
+		fputs(serve_usage, stderr);
+		return 2;
+	}
+	o.flush_threads = flush_threads;
 
 	/* Block the stop signals before any thread starts, then wait for them on this thread. */
 	sigset_t stop;

@@ -45,6 +45,7 @@ struct partition {
 	char *dir;
 	partition_config_t cfg;
 	pthread_mutex_t mu;
+	pthread_mutex_t flush_mu; /* held for a whole flush round; taken before mu */
 	log_segment_t **segs;
 	size_t nsegs, capsegs;
 	int64_t log_end;
@@ -447,6 +448,7 @@ err_t partition_open(const partition_env_t *env, const char *dir, const partitio
 	p->cfg = *cfg;
 	p->ckpt_fd = -1;
 	pthread_mutex_init(&p->mu, NULL);
+	pthread_mutex_init(&p->flush_mu, NULL);
 	io_t *io = env->io;
 	list_ctx_t lc = { p, NULL, 0, 0 };
 	err_t rc = io->mkdir(io, dir);
@@ -508,6 +510,7 @@ err_t partition_open(const partition_env_t *env, const char *dir, const partitio
 			io->close(io, p->ckpt_fd);
 		free(p->segs);
 		free(p->dir);
+		pthread_mutex_destroy(&p->flush_mu);
 		pthread_mutex_destroy(&p->mu);
 		free(p);
 		return rc;
@@ -642,6 +645,8 @@ int partition_wait(partition_t *p, int64_t offset, partition_waiter_t *w)
 
 /* --- flush --- */
 
+static err_t flush_once(partition_t *p);
+
 static void preallocate(partition_t *p)
 {
 	pthread_mutex_lock(&p->mu);
@@ -682,12 +687,20 @@ static err_t sync_segments(partition_t *p, log_segment_t **list, const bool *sea
 
 err_t partition_flush(partition_t *p)
 {
+	pthread_mutex_lock(&p->flush_mu); /* one flush of a partition at a time, whichever thread runs it */
+	err_t rc = flush_once(p);
+	pthread_mutex_unlock(&p->flush_mu);
+	return rc;
+}
+
+static err_t flush_once(partition_t *p)
+{
 	pthread_mutex_lock(&p->mu);
 	if (p->failed != OK) {
 		pthread_mutex_unlock(&p->mu);
 		return ERR_FAILED;
 	}
-	ASSERT(!p->flushing); /* one flusher per partition */
+	ASSERT(!p->flushing);
 	p->flushing = true;
 	p->dirty_notified = false;
 	log_segment_t *a = active(p);
@@ -962,6 +975,7 @@ static void close_impl(partition_t *p, bool discard)
 	prod_free(&p->producers);
 	free(p->segs);
 	free(p->dir);
+	pthread_mutex_destroy(&p->flush_mu);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
 }

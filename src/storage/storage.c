@@ -50,8 +50,9 @@ struct storage {
 	size_t ntopics, captopics;
 	flush_item_t *queue;
 	size_t nqueue, capqueue;
-	bool stopping, flusher_started;
-	pthread_t flusher;
+	bool stopping;
+	int nflushers;
+	pthread_t flushers[STORAGE_FLUSH_THREADS_MAX];
 	int64_t pid_next, pid_limit; /* reserved producer ids, under mu */
 	void (*data_fn)(void *arg);
 	void *data_arg;
@@ -63,6 +64,7 @@ void storage_opts_default(storage_opts_t *o, const char *data_dir)
 	o->data_dir = data_dir;
 	partition_config_default(&o->defaults);
 	o->retention_check_ms = 300000;
+	o->flush_threads = 2;
 }
 
 err_t storage_parse_flush_policy(const char *s, int *policy, int64_t *interval_ms)
@@ -220,7 +222,7 @@ static void on_dirty(void *arg, partition_t *p)
 	st->queue[st->nqueue].t = t;
 	st->queue[st->nqueue].p = p;
 	st->nqueue++;
-	pthread_cond_signal(&st->cond);
+	pthread_cond_broadcast(&st->cond);
 	pthread_mutex_unlock(&st->mu);
 }
 
@@ -653,6 +655,31 @@ static struct timespec abs_after_ms(int64_t ms)
 	return ts;
 }
 
+typedef struct {
+	storage_t *st;
+	int index;
+} flusher_arg_t;
+
+/* Extra flusher threads (FLUSH_ALWAYS/NEVER): each takes one partition at a time, so fdatasync calls of
+ * different partitions overlap instead of queueing behind each other. */
+static void *flusher_helper(void *arg)
+{
+	storage_t *st = arg;
+	pthread_mutex_lock(&st->mu);
+	while (!st->stopping) {
+		if (st->nqueue == 0) {
+			pthread_cond_wait(&st->cond, &st->mu);
+			continue;
+		}
+		flush_item_t item = st->queue[--st->nqueue];
+		pthread_mutex_unlock(&st->mu);
+		flush_items(&item, 1);
+		pthread_mutex_lock(&st->mu);
+	}
+	pthread_mutex_unlock(&st->mu);
+	return NULL;
+}
+
 static void *flusher_main(void *arg)
 {
 	storage_t *st = arg;
@@ -784,8 +811,14 @@ err_t storage_open(const storage_opts_t *opts, storage_t **out)
 			rc = c.rc;
 	}
 	if (rc == OK) {
-		rc = -pthread_create(&st->flusher, NULL, flusher_main, st);
-		st->flusher_started = rc == OK;
+		rc = -pthread_create(&st->flushers[0], NULL, flusher_main, st);
+		st->nflushers = rc == OK ? 1 : 0;
+	}
+	int extra = opts->defaults.flush_policy == FLUSH_INTERVAL ? 0 : opts->flush_threads - 1;
+	for (int i = 0; rc == OK && i < extra && st->nflushers < STORAGE_FLUSH_THREADS_MAX; i++) {
+		rc = -pthread_create(&st->flushers[st->nflushers], NULL, flusher_helper, st);
+		if (rc == OK)
+			st->nflushers++;
 	}
 	if (rc != OK) {
 		log_error("cannot open data directory %s: %s", st->dir, err_str(rc));
@@ -824,10 +857,10 @@ void storage_close(storage_t *st)
 		return;
 	pthread_mutex_lock(&st->mu);
 	st->stopping = true;
-	pthread_cond_signal(&st->cond);
+	pthread_cond_broadcast(&st->cond);
 	pthread_mutex_unlock(&st->mu);
-	if (st->flusher_started)
-		pthread_join(st->flusher, NULL);
+	for (int i = 0; i < st->nflushers; i++)
+		pthread_join(st->flushers[i], NULL);
 	for (size_t i = 0; i < st->nqueue; i++)
 		topic_put(st->queue[i].t);
 	free(st->queue);

@@ -8,8 +8,9 @@
  *   <data>/.lock                        held (flock) while a process has the directory open
  * Invariants:
  *   1. A topic exists iff its row is in meta.db; its partition directories are created on open.
- *   2. Every partition's durability work runs on the flusher thread: appends notify it, it fsyncs (group
- *      commit) and completes durability waiters; it also applies retention periodically.
+ *   2. Every partition's durability work runs on the flusher threads: appends notify them, they fsync
+ *      (group commit; different partitions in parallel, one partition never twice at once) and complete
+ *      durability waiters; the first also applies retention periodically.
  *   3. A topic_t handed out by storage_topic_get stays valid (partitions open) until topic_put, even if the
  *      topic is deleted meanwhile; deletion closes its partitions at the last put.
  * Threads: every function is thread-safe. Waiter callbacks run on the flusher thread.
@@ -29,6 +30,7 @@
 
 #define TOPIC_NAME_MAX 249
 #define TOPIC_PARTITIONS_MAX 10000
+#define STORAGE_FLUSH_THREADS_MAX 64
 
 typedef struct storage storage_t;
 typedef struct topic topic_t;
@@ -39,6 +41,7 @@ typedef struct {
 	const clock_src_t *clock;   /* NULL: the system clock */
 	partition_config_t defaults; /* topic config defaults (flush policy included) */
 	int64_t retention_check_ms; /* how often retention runs (default 300000) */
+	int flush_threads;          /* partitions fsynced at once (default 2; 1 with interval policy) */
 } storage_opts_t;
 
 void storage_opts_default(storage_opts_t *o, const char *data_dir);

@@ -291,3 +291,345 @@ def parse_produce_v3(payload):
     pos += 4
     _part, err, base = struct.unpack_from(">ihq", payload, pos)
     return corr, err, base
+
+
+# --- consumer-group APIs (non-flexible versions only) -------------------------------------------
+
+API_OFFSET_COMMIT, API_OFFSET_FETCH, API_FIND_COORDINATOR = 8, 9, 10
+API_JOIN_GROUP, API_HEARTBEAT, API_LEAVE_GROUP, API_SYNC_GROUP = 11, 12, 13, 14
+API_DESCRIBE_GROUPS, API_LIST_GROUPS, API_DELETE_GROUPS = 15, 16, 42
+
+# Error codes the group tests look for.
+NONE, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL = 0, 22, 23
+UNKNOWN_MEMBER_ID, INVALID_SESSION_TIMEOUT, REBALANCE_IN_PROGRESS = 25, 26, 27
+MEMBER_ID_REQUIRED = 79
+
+
+def nbytes(b):
+    if b is None:
+        return struct.pack(">i", -1)
+    return struct.pack(">i", len(b)) + b
+
+
+def _b(s):
+    return s.encode() if isinstance(s, str) else s
+
+
+class Reader:
+    """Big-endian reader of a response payload (after the 4-byte correlation id)."""
+
+    def __init__(self, payload, pos=4):
+        self.buf, self.pos = payload, pos
+
+    def _unpack(self, fmt):
+        v = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return v[0]
+
+    def i8(self):
+        return self._unpack(">b")
+
+    def i16(self):
+        return self._unpack(">h")
+
+    def i32(self):
+        return self._unpack(">i")
+
+    def i64(self):
+        return self._unpack(">q")
+
+    def string(self):
+        n = self.i16()
+        if n < 0:
+            return None
+        s = self.buf[self.pos:self.pos + n]
+        assert len(s) == n, "string of %d bytes runs past the response end" % n
+        self.pos += n
+        return s.decode("utf-8", "replace")
+
+    def bytes_(self):
+        n = self.i32()
+        if n < 0:
+            return None
+        s = self.buf[self.pos:self.pos + n]
+        assert len(s) == n, "bytes of %d runs past the response end" % n
+        self.pos += n
+        return s
+
+    def array(self, item):
+        n = self.i32()
+        return [item() for _ in range(max(n, 0))]
+
+    def done(self):
+        return self.pos == len(self.buf)
+
+
+def consumer_subscription(topics, user_data=None):
+    """ConsumerProtocol subscription metadata (v0)."""
+    return (struct.pack(">h", 0) + struct.pack(">i", len(topics)) +
+            b"".join(string(_b(t)) for t in topics) + nbytes(user_data))
+
+
+def consumer_assignment(parts_by_topic, user_data=None):
+    """ConsumerProtocol assignment (v0): {topic: [partitions]}."""
+    out = struct.pack(">h", 0) + struct.pack(">i", len(parts_by_topic))
+    for t, parts in parts_by_topic.items():
+        out += string(_b(t)) + struct.pack(">i", len(parts))
+        out += b"".join(struct.pack(">i", p) for p in parts)
+    return out + nbytes(user_data)
+
+
+def parse_consumer_assignment(data):
+    """{topic: [partitions]} from a ConsumerProtocol assignment."""
+    if not data:
+        return {}
+    r = Reader(data, 0)
+    r.i16()
+    out = {}
+    for _ in range(max(r.i32(), 0)):
+        t = r.string()
+        out[t] = r.array(r.i32)
+    return out
+
+
+def find_coordinator_request(corr, key, version=0, key_type=0):
+    body = string(_b(key))
+    if version >= 1:
+        body += struct.pack(">b", key_type)
+    return request(API_FIND_COORDINATOR, version, corr, body)
+
+
+def parse_find_coordinator(payload, version):
+    """{corr, error, node_id, host, port}."""
+    r = Reader(payload)
+    out = {"corr": struct.unpack_from(">i", payload, 0)[0]}
+    if version >= 1:
+        r.i32()
+    out["error"] = r.i16()
+    if version >= 1:
+        out["error_message"] = r.string()
+    out["node_id"], out["host"], out["port"] = r.i32(), r.string(), r.i32()
+    return out
+
+
+def join_group_request(corr, group, member_id=b"", protocols=((b"range", b""),), version=2,
+                       session_ms=30000, rebalance_ms=None, protocol_type=b"consumer",
+                       instance_id=None):
+    body = string(_b(group)) + struct.pack(">i", session_ms)
+    if version >= 1:
+        body += struct.pack(">i", session_ms if rebalance_ms is None else rebalance_ms)
+    body += string(_b(member_id))
+    if version >= 5:
+        body += string(None if instance_id is None else _b(instance_id))
+    body += string(_b(protocol_type)) + struct.pack(">i", len(protocols))
+    for name, meta in protocols:
+        body += string(_b(name)) + nbytes(meta)
+    return request(API_JOIN_GROUP, version, corr, body)
+
+
+def parse_join_group(payload, version):
+    """{corr, error, generation, protocol, leader, member_id, members: [(id, instance, meta)]}."""
+    r = Reader(payload)
+    out = {"corr": struct.unpack_from(">i", payload, 0)[0]}
+    if version >= 2:
+        r.i32()
+    out["error"], out["generation"] = r.i16(), r.i32()
+    out["protocol"], out["leader"], out["member_id"] = r.string(), r.string(), r.string()
+
+    def member():
+        mid = r.string()
+        inst = r.string() if version >= 5 else None
+        return (mid, inst, r.bytes_())
+    out["members"] = r.array(member)
+    assert r.done(), "JoinGroup v%d response has %d trailing bytes" % (version, len(payload) - r.pos)
+    return out
+
+
+def sync_group_request(corr, group, generation, member_id, assignments=(), version=1,
+                       instance_id=None):
+    """assignments: [(member_id, assignment bytes)] (the leader's; empty for followers)."""
+    body = string(_b(group)) + struct.pack(">i", generation) + string(_b(member_id))
+    if version >= 3:
+        body += string(None if instance_id is None else _b(instance_id))
+    body += struct.pack(">i", len(assignments))
+    for mid, a in assignments:
+        body += string(_b(mid)) + nbytes(a)
+    return request(API_SYNC_GROUP, version, corr, body)
+
+
+def parse_sync_group(payload, version):
+    """{corr, error, assignment bytes}."""
+    r = Reader(payload)
+    out = {"corr": struct.unpack_from(">i", payload, 0)[0]}
+    if version >= 1:
+        r.i32()
+    out["error"], out["assignment"] = r.i16(), r.bytes_()
+    assert r.done(), "SyncGroup v%d response has trailing bytes" % version
+    return out
+
+
+def heartbeat_request(corr, group, generation, member_id, version=1, instance_id=None):
+    body = string(_b(group)) + struct.pack(">i", generation) + string(_b(member_id))
+    if version >= 3:
+        body += string(None if instance_id is None else _b(instance_id))
+    return request(API_HEARTBEAT, version, corr, body)
+
+
+def leave_group_request(corr, group, member_id, version=1):
+    return request(API_LEAVE_GROUP, version, corr, string(_b(group)) + string(_b(member_id)))
+
+
+def parse_error_only(payload, version, throttle_from=1):
+    """{corr, error} of Heartbeat / LeaveGroup (throttle_time_ms first from throttle_from on)."""
+    r = Reader(payload)
+    out = {"corr": struct.unpack_from(">i", payload, 0)[0]}
+    if version >= throttle_from:
+        r.i32()
+    out["error"] = r.i16()
+    return out
+
+
+def offset_commit_request(corr, group, offsets, generation=-1, member_id=b"", version=2):
+    """offsets: {topic: [(partition, offset, metadata or None)]}."""
+    body = string(_b(group)) + struct.pack(">i", generation) + string(_b(member_id))
+    if 2 <= version <= 4:
+        body += struct.pack(">q", -1)  # retention_time_ms: the broker's default
+    body += struct.pack(">i", len(offsets))
+    for t, parts in offsets.items():
+        body += string(_b(t)) + struct.pack(">i", len(parts))
+        for p, off, md in parts:
+            body += struct.pack(">iq", p, off) + string(None if md is None else _b(md))
+    return request(API_OFFSET_COMMIT, version, corr, body)
+
+
+def parse_offset_commit(payload, version):
+    """{corr, errors: {(topic, partition): error}}."""
+    r = Reader(payload)
+    out = {"corr": struct.unpack_from(">i", payload, 0)[0], "errors": {}}
+    if version >= 3:
+        r.i32()
+    for _ in range(max(r.i32(), 0)):
+        t = r.string()
+        for _ in range(max(r.i32(), 0)):
+            p = r.i32()
+            out["errors"][(t, p)] = r.i16()
+    assert r.done(), "OffsetCommit v%d response has trailing bytes" % version
+    return out
+
+
+def offset_fetch_request(corr, group, topics, version=1):
+    """topics: {topic: [partitions]}, or None for all (v2+)."""
+    body = string(_b(group))
+    if topics is None:
+        body += struct.pack(">i", -1)
+    else:
+        body += struct.pack(">i", len(topics))
+        for t, parts in topics.items():
+            body += string(_b(t)) + struct.pack(">i", len(parts))
+            body += b"".join(struct.pack(">i", p) for p in parts)
+    return request(API_OFFSET_FETCH, version, corr, body)
+
+
+def parse_offset_fetch(payload, version):
+    """{corr, error, offsets: {(topic, partition): (offset, metadata, error)}}."""
+    r = Reader(payload)
+    out = {"corr": struct.unpack_from(">i", payload, 0)[0], "offsets": {}, "error": 0}
+    if version >= 3:
+        r.i32()
+    for _ in range(max(r.i32(), 0)):
+        t = r.string()
+        for _ in range(max(r.i32(), 0)):
+            p = r.i32()
+            off = r.i64()
+            md = r.string()
+            out["offsets"][(t, p)] = (off, md, r.i16())
+    if version >= 2:
+        out["error"] = r.i16()
+    assert r.done(), "OffsetFetch v%d response has trailing bytes" % version
+    return out
+
+
+def list_groups_request(corr, version=0):
+    return request(API_LIST_GROUPS, version, corr)
+
+
+def parse_list_groups(payload, version):
+    """{corr, error, groups: {group: protocol_type}}."""
+    r = Reader(payload)
+    out = {"corr": struct.unpack_from(">i", payload, 0)[0]}
+    if version >= 1:
+        r.i32()
+    out["error"] = r.i16()
+    out["groups"] = dict(r.array(lambda: (r.string(), r.string())))
+    return out
+
+
+def describe_groups_request(corr, groups, version=0):
+    body = struct.pack(">i", len(groups)) + b"".join(string(_b(g)) for g in groups)
+    return request(API_DESCRIBE_GROUPS, version, corr, body)
+
+
+def parse_describe_groups(payload, version):
+    """{corr, groups: [{error, group, state, protocol_type, protocol, members: [...]}]}."""
+    r = Reader(payload)
+    out = {"corr": struct.unpack_from(">i", payload, 0)[0]}
+    if version >= 1:
+        r.i32()
+
+    def member():
+        return {"member_id": r.string(), "client_id": r.string(), "client_host": r.string(),
+                "metadata": r.bytes_(), "assignment": r.bytes_()}
+
+    def group():
+        return {"error": r.i16(), "group": r.string(), "state": r.string(),
+                "protocol_type": r.string(), "protocol": r.string(), "members": r.array(member)}
+    out["groups"] = r.array(group)
+    return out
+
+
+class GroupConn:
+    """One raw connection for group requests: call(kind, ...) sends one request and parses the
+    answer; correlation ids count up and are checked."""
+
+    ENC = {"join": (join_group_request, parse_join_group),
+           "sync": (sync_group_request, parse_sync_group),
+           "heartbeat": (heartbeat_request, parse_error_only),
+           "leave": (leave_group_request, parse_error_only),
+           "commit": (offset_commit_request, parse_offset_commit),
+           "fetch": (offset_fetch_request, parse_offset_fetch),
+           "find": (find_coordinator_request, parse_find_coordinator),
+           "list": (list_groups_request, parse_list_groups),
+           "describe": (describe_groups_request, parse_describe_groups)}
+
+    def __init__(self, port, timeout=10.0):
+        self.sock = connect(port, timeout)
+        self.corr = 1000
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, kind, *args, version, **kw):
+        enc, _ = self.ENC[kind]
+        self.corr += 1
+        self.sock.sendall(enc(self.corr, *args, version=version, **kw))
+        return self.corr
+
+    def recv(self, kind, corr, version):
+        _, dec = self.ENC[kind]
+        payload = recv_frame(self.sock)
+        assert payload is not None, "broker closed the connection instead of answering %s v%d" % (
+            kind, version)
+        out = dec(payload, version)
+        assert out["corr"] == corr, "%s v%d: correlation id %d, want %d" % (kind, version,
+                                                                            out["corr"], corr)
+        return out
+
+    def call(self, kind, *args, version, **kw):
+        corr = self.send(kind, *args, version=version, **kw)
+        return self.recv(kind, corr, version)
