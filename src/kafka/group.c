@@ -716,7 +716,7 @@ static void do_offset_commit(coord_t *co, kreq_t *req)
 				err = 12; /* OFFSET_METADATA_TOO_LARGE */
 			if (err == KERR_NONE) {
 				char *gname = g->id;
-				if (meta_offset_commit(co->meta, gname, tname, part, off, mds, now) == OK)
+				if (storage_commit_offset(co->srv->st, gname, tname, part, off, mds) == OK)
 					offset_set(g, tname, part, off, mds, now);
 				else
 					err = KERR_UNKNOWN_SERVER_ERROR;

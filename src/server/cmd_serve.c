@@ -9,6 +9,7 @@
 
 #include "core/compat.h"
 #include "core/log.h"
+#include "http/http.h"
 #include "kafka/kafka.h"
 #include "server/cli.h"
 
@@ -20,6 +21,9 @@ static const char serve_usage[] =
 	"\n"
 	"  --data DIR           data directory, created if missing (default ./data)\n"
 	"  --kafka-listen H:P   Kafka protocol address (default 127.0.0.1:9092; port 0 picks one)\n"
+	"  --http-listen H:P    HTTP/CloudEvents address (default 127.0.0.1:8080; port 0 picks one)\n"
+	"  --max-body-bytes N   largest HTTP request body (default 8388608)\n"
+	"  --dedup-window-ms N  a repeated CloudEvent (source, id) within N ms gets its first receipt (600000)\n"
 	"  --advertise H:P      address given to clients in Metadata (default: the listen address)\n"
 	"  --auto-create-topics create unknown topics when clients ask for them (default off)\n"
 	"  --default-partitions N  partitions of auto-created topics (default 1)\n"
@@ -91,11 +95,17 @@ int cmd_serve(int argc, char **argv)
 		{ "max-connections", required_argument, NULL, 'C' },
 		{ "group-initial-delay-ms", required_argument, NULL, 'G' },
 		{ "flush-threads", required_argument, NULL, 'F' },
+		{ "http-listen", required_argument, NULL, 'H' },
+		{ "max-body-bytes", required_argument, NULL, 'B' },
+		{ "dedup-window-ms", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	cli_storage_flags_t f = { 0 };
 	long long retention_ms = 300000;
 	int flush_threads = 2;
+	http_opts_t ho;
+	http_opts_default(&ho);
+	char http_host[256];
 	kafka_opts_t ko;
 	kafka_opts_default(&ko);
 	char listen_host[256], adv_host[256];
@@ -119,6 +129,13 @@ int cmd_serve(int argc, char **argv)
 		case 'C': ko.max_connections = atoi(optarg); break;
 		case 'G': ko.group_initial_delay_ms = atoi(optarg); break;
 		case 'F': flush_threads = atoi(optarg); break;
+		case 'H':
+			if (parse_hostport(optarg, http_host, sizeof http_host, &ho.listen_port) != 0)
+				return 2;
+			ho.listen_host = http_host;
+			break;
+		case 'B': ho.max_body_bytes = (size_t)atoll(optarg); break;
+		case 'D': ho.dedup_window_ms = atoll(optarg); break;
 		case 'd': f.data_dir = optarg; break;
 		case 'f': f.flush = optarg; break;
 		case 'l': f.log_level = optarg; break;
@@ -169,11 +186,22 @@ int cmd_serve(int argc, char **argv)
 		return 1;
 	}
 	atomic_store(&published, ks);
+	http_server_t *hs;
+	err = http_server_start(st, &ho, &hs);
+	if (err != OK) {
+		fprintf(stderr, "factlog: cannot serve HTTP on %s:%d: %s\n", ho.listen_host, ho.listen_port,
+			err_str(err));
+		atomic_store(&published, NULL);
+		kafka_server_stop(ks);
+		storage_close(st);
+		return 1;
+	}
 	log_info("factlog serving data directory %s (flush policy %s); stop with Ctrl-C", o.data_dir,
 		 f.flush ? f.flush : "always");
 	int sig = 0;
 	sigwait(&stop, &sig);
 	log_info("received signal %d: closing connections, flushing and sealing partitions", sig);
+	http_server_stop(hs);
 	atomic_store(&published, NULL);
 	kafka_server_stop(ks);
 	storage_close(st);

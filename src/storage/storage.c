@@ -56,6 +56,16 @@ struct storage {
 	int64_t pid_next, pid_limit; /* reserved producer ids, under mu */
 	void (*data_fn)(void *arg);
 	void *data_arg;
+	pthread_mutex_t commit_mu; /* guards commits and commit_waiters */
+	struct committed *commits;
+	size_t ncommits, capcommits;
+	commit_waiter_t *commit_waiters;
+};
+
+struct committed {
+	char *group, *topic;
+	int32_t partition;
+	int64_t offset;
 };
 
 void storage_opts_default(storage_opts_t *o, const char *data_dir)
@@ -232,6 +242,109 @@ static void on_data(void *arg, partition_t *p)
 	topic_t *t = arg;
 	if (t->st->data_fn != NULL)
 		t->st->data_fn(t->st->data_arg);
+}
+
+static struct committed *commit_find(storage_t *st, const char *group, const char *topic, int32_t partition)
+{
+	for (size_t i = 0; i < st->ncommits; i++) {
+		struct committed *c = &st->commits[i];
+		if (c->partition == partition && strcmp(c->group, group) == 0 && strcmp(c->topic, topic) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+static void commit_set(storage_t *st, const char *group, const char *topic, int32_t partition, int64_t offset)
+{
+	struct committed *c = commit_find(st, group, topic, partition);
+	if (c == NULL) {
+		if (st->ncommits == st->capcommits) {
+			st->capcommits = st->capcommits ? st->capcommits * 2 : 64;
+			st->commits = realloc(st->commits, st->capcommits * sizeof *st->commits);
+			ASSERT(st->commits != NULL);
+		}
+		c = &st->commits[st->ncommits++];
+		c->group = strdup(group);
+		c->topic = strdup(topic);
+		c->partition = partition;
+	}
+	c->offset = offset;
+}
+
+static void load_commit(void *arg, const char *group, const char *topic, int32_t partition, int64_t offset,
+			const char *metadata, int64_t commit_ms)
+{
+	(void)metadata;
+	(void)commit_ms;
+	commit_set(arg, group, topic, partition, offset);
+}
+
+err_t storage_commit_offset(storage_t *st, const char *group, const char *topic, int32_t partition,
+			    int64_t offset, const char *metadata)
+{
+	err_t rc = meta_offset_commit(st->meta, group, topic, partition, offset, metadata,
+				      clock_wall_ms(st->clock));
+	if (rc != OK)
+		return rc;
+	pthread_mutex_lock(&st->commit_mu);
+	commit_set(st, group, topic, partition, offset);
+	commit_waiter_t *done = NULL, **pp = &st->commit_waiters;
+	while (*pp) {
+		commit_waiter_t *w = *pp;
+		if (w->partition == partition && offset > w->offset && strcmp(w->group, group) == 0 &&
+		    strcmp(w->topic, topic) == 0) {
+			*pp = w->next;
+			w->next = done;
+			done = w;
+		} else {
+			pp = &w->next;
+		}
+	}
+	pthread_mutex_unlock(&st->commit_mu);
+	while (done) {
+		commit_waiter_t *next = done->next;
+		done->next = NULL;
+		done->cb(done, offset);
+		done = next;
+	}
+	return OK;
+}
+
+int64_t storage_committed_offset(storage_t *st, const char *group, const char *topic, int32_t partition)
+{
+	pthread_mutex_lock(&st->commit_mu);
+	struct committed *c = commit_find(st, group, topic, partition);
+	int64_t off = c ? c->offset : -1;
+	pthread_mutex_unlock(&st->commit_mu);
+	return off;
+}
+
+int storage_wait_commit(storage_t *st, commit_waiter_t *w)
+{
+	pthread_mutex_lock(&st->commit_mu);
+	struct committed *c = commit_find(st, w->group, w->topic, w->partition);
+	int rc = 1;
+	if (c == NULL || c->offset <= w->offset) {
+		w->next = st->commit_waiters;
+		st->commit_waiters = w;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&st->commit_mu);
+	return rc;
+}
+
+bool storage_cancel_commit_wait(storage_t *st, commit_waiter_t *w)
+{
+	pthread_mutex_lock(&st->commit_mu);
+	bool found = false;
+	for (commit_waiter_t **pp = &st->commit_waiters; *pp; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			found = true;
+			break;
+		}
+	pthread_mutex_unlock(&st->commit_mu);
+	return found;
 }
 
 struct meta *storage_meta(storage_t *st)
@@ -782,6 +895,7 @@ err_t storage_open(const storage_opts_t *opts, storage_t **out)
 	st->clock = opts->clock ? opts->clock : clock_system();
 	st->lock_fd = -1;
 	pthread_mutex_init(&st->mu, NULL);
+	pthread_mutex_init(&st->commit_mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -802,6 +916,8 @@ err_t storage_open(const storage_opts_t *opts, storage_t **out)
 	}
 	if (rc == OK && snprintf(path, sizeof path, "%s/meta.db", st->dir) < (int)sizeof path)
 		rc = meta_open(path, &st->meta);
+	if (rc == OK)
+		rc = meta_offset_list(st->meta, load_commit, st);
 	if (rc == OK) {
 		load_ctx_t c = { st, OK };
 		pthread_mutex_lock(&st->mu);
@@ -867,6 +983,12 @@ void storage_close(storage_t *st)
 	for (size_t i = 0; i < st->ntopics; i++)
 		topic_put(st->topics[i]);
 	free(st->topics);
+	for (size_t i = 0; i < st->ncommits; i++) {
+		free(st->commits[i].group);
+		free(st->commits[i].topic);
+	}
+	free(st->commits);
+	pthread_mutex_destroy(&st->commit_mu);
 	meta_close(st->meta);
 	if (st->lock_fd >= 0)
 		close(st->lock_fd);

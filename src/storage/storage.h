@@ -92,7 +92,29 @@ err_t storage_next_producer_id(storage_t *st, int64_t *id);
  * look again. Set before traffic starts; NULL disables. */
 void storage_set_data_hook(storage_t *st, void (*fn)(void *arg), void *arg);
 
-/* The metadata store, for the front doors' own durable state (group offsets). Thread-safe. */
+/* --- committed consumer-group offsets: durable (meta.db) and observable (read-your-writes) --- */
+
+typedef struct commit_waiter commit_waiter_t;
+struct commit_waiter {
+	commit_waiter_t *next;             /* owned by storage while registered */
+	const char *group, *topic;         /* borrowed: must outlive the registration */
+	int32_t partition;
+	int64_t offset;                    /* complete once the committed offset is > this */
+	void (*cb)(commit_waiter_t *w, int64_t committed); /* any thread; never inside the registering call */
+	void *arg;
+};
+
+/* Stores a commit durably, then completes the waiters it satisfies. */
+err_t storage_commit_offset(storage_t *st, const char *group, const char *topic, int32_t partition,
+			    int64_t offset, const char *metadata);
+/* The committed offset, or -1. */
+int64_t storage_committed_offset(storage_t *st, const char *group, const char *topic, int32_t partition);
+/* Registers w unless already satisfied: returns 1 (satisfied, not registered) or 0 (registered). */
+int storage_wait_commit(storage_t *st, commit_waiter_t *w);
+/* Unregisters w; returns false if it already completed (or its callback is running). */
+bool storage_cancel_commit_wait(storage_t *st, commit_waiter_t *w);
+
+/* The metadata store, for the front doors' own durable state. Thread-safe. */
 struct meta;
 struct meta *storage_meta(storage_t *st);
 

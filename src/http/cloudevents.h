@@ -1,0 +1,57 @@
+/*
+ * cloudevents.h -- CloudEvents 1.0 in, Kafka records out, and back (the CloudEvents Kafka protocol binding,
+ * binary content mode).
+ *
+ * Purpose: pure functions (no I/O): parse a structured event (application/cloudevents+json), a batch
+ * (application/cloudevents-batch+json) or a binary-mode event (ce-* HTTP headers + body); validate the
+ * required attributes; encode an event as a Kafka record (key = partitionkey, value = data, headers ce_<attr>
+ * and content-type); decode a Kafka record back into a JSON event (records that were not CloudEvents get
+ * attributes synthesized from their topic, partition and offset).
+ * Ownership: ce_event_t owns its strings and data; ce_event_free releases them. Errors come back as a
+ * static message for the HTTP 400 body.
+ */
+#ifndef FL_HTTP_CLOUDEVENTS_H
+#define FL_HTTP_CLOUDEVENTS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "storage/recordbatch.h"
+
+#define CE_ATTRS_MAX 32
+
+typedef struct {
+	char *name, *value;
+} ce_attr_t;
+
+typedef struct {
+	ce_attr_t attrs[CE_ATTRS_MAX]; /* every context attribute but data, as strings */
+	int nattrs;
+	buf_t data;
+	bool has_data;
+} ce_event_t;
+
+const char *ce_get(const ce_event_t *ev, const char *name);
+/* Sets an attribute (name must be a valid CloudEvents attribute name); false when full. */
+bool ce_set(ce_event_t *ev, const char *name, const char *value);
+void ce_event_free(ce_event_t *ev);
+
+/* Structured mode: one JSON object. Returns NULL on success or the problem. */
+const char *ce_from_json(json_t *obj, ce_event_t *ev);
+/* Checks id, source, type, specversion "1.0" and the attribute names. NULL or the problem. */
+const char *ce_validate(const ce_event_t *ev);
+
+/* The Kafka record of an event: key (partitionkey or none), value (data) and headers. The slices point
+ * into ev and names (header names are written there), which must outlive them. Returns the header count. */
+int ce_to_record(const ce_event_t *ev, slice_t *key, slice_t *value, rb_kv_t *headers, char (*names)[32],
+		 int cap);
+/* A record read from topic/partition at offset, as a JSON CloudEvent with extensions partition and offset. */
+json_t *ce_record_to_json(const rb_record_t *rec, int64_t timestamp, const char *topic, int32_t partition,
+			  int64_t offset);
+
+/* Kafka's default partitioner (murmur2 of the key, as the Java client and kafkajs compute it). */
+int32_t ce_partition_for_key(slice_t key, int32_t partitions);
+
+#endif

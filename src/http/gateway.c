@@ -1,0 +1,1053 @@
+/*
+ * gateway.c -- the HTTP routes. See http.h.
+ *
+ *   POST   /v1/topics/{topic}/events                     CloudEvents (binary, structured, batch) -> receipts
+ *   GET    /v1/topics/{topic}/partitions/{p}/events      ?from=OFFSET&limit=N -> CloudEvents batch
+ *   GET    /v1/topics | POST /v1/topics | GET|DELETE /v1/topics/{topic}
+ *   GET    /v1/groups/{group}/wait?topic=T&partition=P&offset=O&timeout_ms=N
+ *   GET    /healthz, /readyz, /metrics
+ *
+ * A request's life: MHD calls on_request with the headers (a hreq_t is made), then with body chunks
+ * (bounded by max_body_bytes), then with none: the route runs. If it must wait (fsync, a commit) it
+ * counts what it waits for in `remaining`, suspends the connection under `mu`, and the last completion
+ * resumes it; MHD then calls on_request again and the response is queued. The mutex makes "suspend, then
+ * resume" ordered even when a completion races the suspension.
+ */
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/compat.h"
+#include "core/fl_assert.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "http/cloudevents.h"
+#include "http/http.h"
+#include "storage/codec.h"
+#include "storage/recordbatch.h"
+
+#define EVENTS_MAX 100000
+#define READ_LIMIT_MAX 10000
+
+typedef struct {
+	char *key; /* source "\n" id */
+	char topic[TOPIC_NAME_MAX + 1];
+	int32_t partition;
+	int64_t offset, at_ms;
+} dedup_t;
+
+struct http_server {
+	storage_t *st;
+	http_opts_t opts;
+	struct MHD_Daemon *d;
+	int port;
+	loop_t *timers;
+	pthread_t timer_thread;
+	pthread_mutex_t mu; /* dedup table, suspended list, counters of routes */
+	dedup_t *dedup;     /* ring of recent receipts */
+	size_t ndedup, dedup_next;
+	struct hreq *suspended;
+	atomic_uint_fast64_t rr;
+	atomic_uint_fast64_t events_in, requests, errors_4xx, errors_5xx, dups;
+	bool stopping;
+};
+
+typedef struct hreq hreq_t;
+
+typedef struct {
+	partition_waiter_t w; /* first */
+	hreq_t *req;
+} hwait_t;
+
+typedef struct {
+	char topic[TOPIC_NAME_MAX + 1];
+	int32_t partition;
+	int64_t offset;
+	bool dup;
+	char *dedup_key;
+} receipt_t;
+
+struct hreq {
+	http_server_t *srv;
+	struct MHD_Connection *mc;
+	buf_t body;
+	bool too_large, routed;
+	int status;
+	char *out;
+	const char *ctype;
+	char next_offset[24];
+	/* async */
+	pthread_mutex_t mu;
+	int remaining;
+	bool suspended;
+	err_t wait_err;
+	hwait_t *waits;
+	int nwaits;
+	receipt_t *receipts;
+	int nreceipts;
+	bool single;
+	void (*finish)(hreq_t *r);
+	/* wait endpoint */
+	commit_waiter_t cw;
+	char *cw_group, *cw_topic;
+	loop_timer_t timer;
+	loop_task_t task;
+	int64_t wait_ms;
+	atomic_bool claimed;
+	atomic_int refs;
+	int64_t committed;
+	bool timed_out;
+	hreq_t *susp_next;
+};
+
+/* ---------------------------------------------------------------- responses */
+
+static void reply_json(hreq_t *r, int status, json_t *body)
+{
+	r->status = status;
+	r->out = json_dumps(body, JSON_COMPACT);
+	r->ctype = "application/json";
+	json_decref(body);
+}
+
+static void reply_error(hreq_t *r, int status, const char *code, const char *msg)
+{
+	reply_json(r, status, json_pack("{s:s,s:s}", "error", code, "message", msg));
+}
+
+static enum MHD_Result queue(hreq_t *r)
+{
+	if (r->status >= 500)
+		atomic_fetch_add(&r->srv->errors_5xx, 1);
+	else if (r->status >= 400)
+		atomic_fetch_add(&r->srv->errors_4xx, 1);
+	const char *body = r->out ? r->out : "";
+	struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), (void *)(uintptr_t)body,
+								    MHD_RESPMEM_MUST_COPY);
+	if (r->ctype)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->ctype);
+	if (r->next_offset[0])
+		MHD_add_response_header(resp, "Factlog-Next-Offset", r->next_offset);
+	enum MHD_Result ret = MHD_queue_response(r->mc, (unsigned)r->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* ---------------------------------------------------------------- async completion */
+
+static void complete_one(hreq_t *r)
+{
+	pthread_mutex_lock(&r->mu);
+	ASSERT(r->remaining > 0);
+	if (--r->remaining == 0 && r->suspended) {
+		r->suspended = false;
+		http_server_t *s = r->srv;
+		pthread_mutex_lock(&s->mu);
+		for (hreq_t **pp = &s->suspended; *pp; pp = &(*pp)->susp_next)
+			if (*pp == r) {
+				*pp = r->susp_next;
+				break;
+			}
+		pthread_mutex_unlock(&s->mu);
+		MHD_resume_connection(r->mc);
+	}
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void on_durable(partition_waiter_t *w, err_t status)
+{
+	hwait_t *hw = (hwait_t *)w;
+	if (status != OK)
+		hw->req->wait_err = status;
+	complete_one(hw->req);
+}
+
+static void hreq_unref(hreq_t *r)
+{
+	if (atomic_fetch_sub(&r->refs, 1) != 1)
+		return;
+	for (int i = 0; i < r->nreceipts; i++)
+		free(r->receipts[i].dedup_key);
+	free(r->receipts);
+	free(r->waits);
+	free(r->cw_group);
+	free(r->cw_topic);
+	free(r->out);
+	buf_free(&r->body);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static bool path_seg(const char **p, char *out, size_t cap)
+{
+	if (**p != '/')
+		return false;
+	(*p)++;
+	size_t n = strcspn(*p, "/");
+	if (n == 0 || n >= cap)
+		return false;
+	memcpy(out, *p, n);
+	out[n] = 0;
+	*p += n;
+	return true;
+}
+
+static const char *arg(hreq_t *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->mc, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static bool arg_i64(hreq_t *r, const char *name, int64_t lo, int64_t hi, int64_t *out)
+{
+	const char *v = arg(r, name);
+	if (v == NULL)
+		return false;
+	char *end;
+	long long x = strtoll(v, &end, 10);
+	if (end == v || *end != 0 || x < lo || x > hi)
+		return false;
+	*out = x;
+	return true;
+}
+
+static int status_for(err_t rc)
+{
+	if (rc == ERR_NOT_FOUND)
+		return 404;
+	if (rc == ERR_EXISTS)
+		return 409;
+	if (rc == ERR_INVALID || rc == ERR_MALFORMED || rc == ERR_CRC || rc == ERR_TIMESTAMP)
+		return 400;
+	if (rc == ERR_TOO_LARGE)
+		return 413;
+	if (err_is_nospace(rc) || rc == ERR_FAILED || rc == ERR_CORRUPT)
+		return 503;
+	return 500;
+}
+
+/* ---------------------------------------------------------------- topics */
+
+static json_t *topic_json(topic_t *t)
+{
+	json_t *parts = json_array();
+	for (int32_t i = 0; i < topic_partition_count(t); i++) {
+		err_t oe;
+		partition_t *p = topic_partition(t, i, &oe);
+		if (p == NULL) {
+			json_array_append_new(parts, json_pack("{s:i,s:s}", "partition", i, "error", err_str(oe)));
+			continue;
+		}
+		partition_info_t in;
+		partition_info(p, &in);
+		json_array_append_new(parts, json_pack("{s:i,s:I,s:I,s:I,s:i}", "partition", i, "log_start",
+						       (json_int_t)in.log_start, "high_watermark", (json_int_t)in.hwm,
+						       "bytes", (json_int_t)in.size_bytes, "segments", in.segments));
+	}
+	return json_pack("{s:s,s:o}", "name", topic_name(t), "partitions", parts);
+}
+
+static void add_topic(void *arg_, const char *name)
+{
+	void **a = arg_;
+	topic_t *t = storage_topic_get(a[0], name);
+	if (t) {
+		json_array_append_new(a[1], topic_json(t));
+		topic_put(t);
+	}
+}
+
+static void route_topics(hreq_t *r, const char *method, const char *name)
+{
+	storage_t *st = r->srv->st;
+	if (name == NULL && strcmp(method, "GET") == 0) {
+		json_t *arr = json_array();
+		void *a[2] = { st, arr };
+		storage_topic_names(st, add_topic, a);
+		reply_json(r, 200, json_pack("{s:o}", "topics", arr));
+	} else if (name == NULL && strcmp(method, "POST") == 0) {
+		json_error_t je;
+		json_t *b = json_loadb((const char *)r->body.data, r->body.len, 0, &je);
+		const char *tname = NULL;
+		json_int_t parts = 1;
+		json_t *configs = NULL;
+		if (b == NULL || json_unpack(b, "{s:s,s?I,s?o}", "name", &tname, "partitions", &parts, "configs", &configs) != 0 ||
+		    (configs && !json_is_object(configs))) {
+			reply_error(r, 400, "bad_request",
+				    "expected {\"name\": string, \"partitions\": integer, \"configs\": {key: string}}");
+		} else if (parts < 1 || parts > TOPIC_PARTITIONS_MAX) {
+			reply_error(r, 400, "invalid_partitions", "partitions must be 1 to 10000");
+		} else {
+			topic_kv_t kv[64];
+			int n = 0;
+			const char *k;
+			json_t *v;
+			bool ok = true;
+			if (configs)
+				json_object_foreach(configs, k, v) {
+					if (n == 64 || !json_is_string(v)) {
+						ok = false;
+						break;
+					}
+					kv[n].key = k;
+					kv[n].value = json_string_value(v);
+					n++;
+				}
+			err_t rc = ok ? storage_topic_create(st, tname, (int32_t)parts, kv, n) : ERR_INVALID;
+			if (rc == OK) {
+				topic_t *t = storage_topic_get(st, tname);
+				reply_json(r, 201, topic_json(t));
+				topic_put(t);
+			} else if (rc == ERR_EXISTS) {
+				reply_error(r, 409, "topic_exists", "the topic already exists");
+			} else {
+				reply_error(r, status_for(rc), "invalid_topic",
+					    "invalid topic name (1-249 of [A-Za-z0-9._-]) or config");
+			}
+		}
+		json_decref(b);
+	} else if (name != NULL && strcmp(method, "GET") == 0) {
+		topic_t *t = storage_topic_get(st, name);
+		if (t == NULL)
+			reply_error(r, 404, "unknown_topic", "no such topic");
+		else
+			reply_json(r, 200, topic_json(t));
+		topic_put(t);
+	} else if (name != NULL && strcmp(method, "DELETE") == 0) {
+		err_t rc = storage_topic_delete(st, name);
+		if (rc == OK)
+			reply_json(r, 200, json_pack("{s:s}", "deleted", name));
+		else
+			reply_error(r, status_for(rc), "unknown_topic", err_str(rc));
+	} else {
+		reply_error(r, 405, "method_not_allowed", "use GET, POST (collection) or DELETE (topic)");
+	}
+}
+
+/* ---------------------------------------------------------------- produce */
+
+typedef struct {
+	ce_event_t *v;
+	int n, cap;
+} events_t;
+
+static ce_event_t *ev_new(events_t *e)
+{
+	if (e->n == e->cap) {
+		e->cap = e->cap ? e->cap * 2 : 8;
+		e->v = realloc(e->v, (size_t)e->cap * sizeof *e->v);
+		ASSERT(e->v != NULL);
+	}
+	ce_event_t *ev = &e->v[e->n++];
+	memset(ev, 0, sizeof *ev);
+	return ev;
+}
+
+static enum MHD_Result binary_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	(void)kind;
+	ce_event_t *ev = cls;
+	if (strncasecmp(key, "ce-", 3) != 0 || value == NULL)
+		return MHD_YES;
+	char name[32];
+	size_t n = strlen(key + 3);
+	if (n == 0 || n >= sizeof name)
+		return MHD_YES;
+	for (size_t i = 0; i <= n; i++)
+		name[i] = (char)((key[3 + i] >= 'A' && key[3 + i] <= 'Z') ? key[3 + i] + 32 : key[3 + i]);
+	ce_set(ev, name, value);
+	return MHD_YES;
+}
+
+/* Parses the body into events; NULL or the problem (with *status). */
+static const char *parse_events(hreq_t *r, events_t *evs, int *status)
+{
+	const char *ct = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	char ctype[128] = "";
+	if (ct)
+		snprintf(ctype, sizeof ctype, "%.*s", (int)strcspn(ct, "; "), ct);
+	*status = 400;
+	bool structured = strcasecmp(ctype, "application/cloudevents+json") == 0;
+	bool batch = strcasecmp(ctype, "application/cloudevents-batch+json") == 0;
+	if (structured || batch) {
+		json_error_t je;
+		json_t *doc = json_loadb((const char *)r->body.data, r->body.len, 0, &je);
+		if (doc == NULL)
+			return "malformed JSON";
+		const char *why = NULL;
+		if (structured) {
+			why = ce_from_json(doc, ev_new(evs));
+		} else if (!json_is_array(doc) || json_array_size(doc) == 0) {
+			why = "a batch must be a non-empty JSON array of events";
+		} else if (json_array_size(doc) > EVENTS_MAX) {
+			why = "too many events in one batch (at most 100000)";
+		} else {
+			size_t i;
+			json_t *el;
+			json_array_foreach(doc, i, el) {
+				why = ce_from_json(el, ev_new(evs));
+				if (why)
+					break;
+			}
+		}
+		json_decref(doc);
+		r->single = structured;
+		return why;
+	}
+	/* Binary mode: attributes in ce-* headers, the body is the data. */
+	ce_event_t *ev = ev_new(evs);
+	MHD_get_connection_values(r->mc, MHD_HEADER_KIND, binary_header, ev);
+	if (ce_get(ev, "specversion") == NULL) {
+		*status = 415;
+		return "use Content-Type application/cloudevents+json (structured), "
+		       "application/cloudevents-batch+json (batch), or ce-* headers (binary mode)";
+	}
+	if (ct != NULL)
+		ce_set(ev, "datacontenttype", ct);
+	ev->has_data = true;
+	buf_append(&ev->data, r->body.data, r->body.len);
+	r->single = true;
+	return NULL;
+}
+
+static void produce_finish(hreq_t *r)
+{
+	if (r->wait_err != OK) {
+		reply_error(r, 503, "storage_unavailable", err_str(r->wait_err));
+		return;
+	}
+	http_server_t *s = r->srv;
+	int64_t now = clock_wall_ms(clock_system());
+	pthread_mutex_lock(&s->mu);
+	for (int i = 0; i < r->nreceipts; i++) { /* durable now: remember for retries */
+		receipt_t *rc = &r->receipts[i];
+		if (rc->dup || rc->dedup_key == NULL || s->opts.dedup_max <= 0)
+			continue;
+		if (s->ndedup < (size_t)s->opts.dedup_max) {
+			s->dedup = realloc(s->dedup, (s->ndedup + 1) * sizeof *s->dedup);
+			ASSERT(s->dedup != NULL);
+			memset(&s->dedup[s->ndedup++], 0, sizeof(dedup_t));
+		}
+		dedup_t *d = &s->dedup[s->dedup_next];
+		s->dedup_next = (s->dedup_next + 1) % (size_t)s->opts.dedup_max;
+		free(d->key);
+		d->key = rc->dedup_key;
+		rc->dedup_key = NULL;
+		snprintf(d->topic, sizeof d->topic, "%s", rc->topic);
+		d->partition = rc->partition;
+		d->offset = rc->offset;
+		d->at_ms = now;
+	}
+	pthread_mutex_unlock(&s->mu);
+	json_t *arr = json_array();
+	for (int i = 0; i < r->nreceipts; i++)
+		json_array_append_new(arr, json_pack("{s:s,s:i,s:I}", "topic", r->receipts[i].topic, "partition",
+						     r->receipts[i].partition, "offset", (json_int_t)r->receipts[i].offset));
+	if (r->single) {
+		json_t *one = json_incref(json_array_get(arr, 0));
+		json_decref(arr);
+		reply_json(r, 200, one);
+	} else {
+		reply_json(r, 200, arr);
+	}
+}
+
+static bool dedup_lookup(http_server_t *s, const char *key, receipt_t *out)
+{
+	int64_t now = clock_wall_ms(clock_system());
+	bool found = false;
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < s->ndedup && !found; i++) {
+		dedup_t *d = &s->dedup[i];
+		if (d->key && now - d->at_ms <= s->opts.dedup_window_ms && strcmp(d->key, key) == 0) {
+			snprintf(out->topic, sizeof out->topic, "%s", d->topic);
+			out->partition = d->partition;
+			out->offset = d->offset;
+			found = true;
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return found;
+}
+
+static void route_produce(hreq_t *r, const char *tname)
+{
+	http_server_t *s = r->srv;
+	topic_t *t = storage_topic_get(s->st, tname);
+	if (t == NULL) {
+		reply_error(r, 404, "unknown_topic", "no such topic (create it with POST /v1/topics)");
+		return;
+	}
+	events_t evs = { 0 };
+	int status;
+	const char *why = parse_events(r, &evs, &status);
+	for (int i = 0; why == NULL && i < evs.n; i++)
+		why = ce_validate(&evs.v[i]);
+	int32_t nparts = topic_partition_count(t);
+	if (why != NULL) {
+		reply_error(r, status, status == 415 ? "unsupported_media_type" : "invalid_event", why);
+		goto out;
+	}
+	r->receipts = calloc((size_t)evs.n, sizeof *r->receipts);
+	r->nreceipts = evs.n;
+	int32_t *part_of = malloc((size_t)evs.n * sizeof *part_of);
+	for (int i = 0; i < evs.n; i++) {
+		receipt_t *rc = &r->receipts[i];
+		char key[1024];
+		snprintf(key, sizeof key, "%s\n%s", ce_get(&evs.v[i], "source"), ce_get(&evs.v[i], "id"));
+		if (dedup_lookup(s, key, rc)) {
+			rc->dup = true;
+			atomic_fetch_add(&s->dups, 1);
+			part_of[i] = -1;
+			continue;
+		}
+		/* A repeat inside this same request is a duplicate of its first occurrence. */
+		for (int j = 0; j < i && !rc->dup; j++)
+			if (r->receipts[j].dedup_key && strcmp(r->receipts[j].dedup_key, key) == 0) {
+				rc->dup = true;
+				part_of[i] = -2 - j;
+			}
+		if (rc->dup)
+			continue;
+		rc->dedup_key = strdup(key);
+		memcpy(rc->topic, tname, strnlen(tname, TOPIC_NAME_MAX) + 1 > sizeof rc->topic ? sizeof rc->topic - 1
+												: strnlen(tname, TOPIC_NAME_MAX) + 1);
+		const char *pk = ce_get(&evs.v[i], "partitionkey");
+		part_of[i] = pk ? ce_partition_for_key(slice_cstr(pk), nparts)
+				: (int32_t)(atomic_fetch_add(&s->rr, 1) % (uint64_t)nparts);
+	}
+	/* One batch per partition, in event order; a waiter per batch. */
+	r->waits = calloc((size_t)nparts, sizeof *r->waits);
+	err_t err = OK;
+	int64_t now = clock_wall_ms(clock_system());
+	pthread_mutex_lock(&r->mu);
+	for (int32_t p = 0; p < nparts && err == OK; p++) {
+		rb_builder_t b;
+		int cnt = 0;
+		rb_builder_init(&b, -1, -1, -1);
+		for (int i = 0; i < evs.n; i++) {
+			if (part_of[i] != p)
+				continue;
+			slice_t key, value;
+			rb_kv_t hdrs[CE_ATTRS_MAX];
+			char names[CE_ATTRS_MAX][32];
+			int nh = ce_to_record(&evs.v[i], &key, &value, hdrs, names, CE_ATTRS_MAX);
+			rb_builder_add(&b, now, key, value, hdrs, nh);
+			cnt++;
+		}
+		if (cnt > 0) {
+			rb_builder_finish(&b);
+			partition_t *part = topic_partition(t, p, NULL);
+			hwait_t *hw = &r->waits[r->nwaits];
+			hw->req = r;
+			hw->w.cb = on_durable;
+			partition_append_t res;
+			err = part ? partition_append(part, b.buf.data, b.buf.len, &hw->w, &res) : ERR_FAILED;
+			if (err == OK) {
+				if (!res.ack_now) {
+					r->nwaits++;
+					r->remaining++;
+				}
+				int64_t off = res.base_offset;
+				for (int i = 0; i < evs.n; i++)
+					if (part_of[i] == p) {
+						r->receipts[i].partition = p;
+						r->receipts[i].offset = off++;
+					}
+			}
+		}
+		rb_builder_free(&b);
+	}
+	pthread_mutex_unlock(&r->mu);
+	for (int i = 0; i < evs.n; i++)
+		if (part_of[i] <= -2) { /* copy the first occurrence's receipt */
+			receipt_t *first = &r->receipts[-2 - part_of[i]];
+			memcpy(r->receipts[i].topic, first->topic, sizeof first->topic);
+			r->receipts[i].partition = first->partition;
+			r->receipts[i].offset = first->offset;
+		}
+	free(part_of);
+	if (err != OK) {
+		/* Batches already appended are waited for by nobody: refuse the request as a whole. */
+		reply_error(r, status_for(err), err == ERR_TOO_LARGE ? "too_large" : "append_failed", err_str(err));
+		pthread_mutex_lock(&r->mu);
+		r->finish = NULL;
+		pthread_mutex_unlock(&r->mu);
+		goto out;
+	}
+	atomic_fetch_add(&s->events_in, (uint64_t)evs.n);
+	r->finish = produce_finish;
+out:
+	for (int i = 0; i < evs.n; i++)
+		ce_event_free(&evs.v[i]);
+	free(evs.v);
+	topic_put(t);
+}
+
+/* ---------------------------------------------------------------- read */
+
+static void route_read(hreq_t *r, const char *tname, const char *pstr)
+{
+	storage_t *st = r->srv->st;
+	char *end;
+	long pidx = strtol(pstr, &end, 10);
+	topic_t *t = storage_topic_get(st, tname);
+	partition_t *p = t && *end == 0 ? topic_partition(t, (int32_t)pidx, NULL) : NULL;
+	if (p == NULL) {
+		reply_error(r, 404, "unknown_partition", "no such topic or partition");
+		topic_put(t);
+		return;
+	}
+	partition_info_t info;
+	partition_info(p, &info);
+	int64_t from = info.log_start, limit = 100;
+	if ((arg(r, "from") && !arg_i64(r, "from", 0, INT64_MAX, &from)) ||
+	    (arg(r, "limit") && !arg_i64(r, "limit", 1, READ_LIMIT_MAX, &limit))) {
+		reply_error(r, 400, "bad_request", "from must be an offset >= 0 and limit 1 to 10000");
+		topic_put(t);
+		return;
+	}
+	if (from < info.log_start || from > info.hwm) {
+		reply_json(r, 416, json_pack("{s:s,s:s,s:I,s:I}", "error", "offset_out_of_range", "message",
+					     "from must lie between log_start and high_watermark", "log_start",
+					     (json_int_t)info.log_start, "high_watermark", (json_int_t)info.hwm));
+		topic_put(t);
+		return;
+	}
+	json_t *arr = json_array();
+	int64_t off = from, next = from;
+	buf_t b = { 0 }, dec = { 0 };
+	err_t rc = OK;
+	while (rc == OK && off < info.hwm && (int64_t)json_array_size(arr) < limit) {
+		log_range_t lr;
+		rc = partition_read(p, off, 1 << 20, &lr);
+		if (rc != OK || lr.len == 0) {
+			log_range_release(&lr);
+			break;
+		}
+		b.len = 0;
+		buf_reserve(&b, (size_t)lr.len);
+		rc = log_range_copy(&lr, io_posix(), b.data);
+		for (int64_t pos = 0; rc == OK && pos + RB_HEADER_LEN <= lr.len; ) {
+			rb_header_t h;
+			int64_t blen = RB_LOG_OVERHEAD + (int32_t)be32_load(b.data + pos + 8);
+			rc = rb_check_stored(b.data + pos, (size_t)blen, &h);
+			if (rc != OK)
+				break;
+			slice_t recs = slice_make(b.data + pos + RB_HEADER_LEN, (size_t)blen - RB_HEADER_LEN);
+			if (rb_codec(&h) != RB_CODEC_NONE) {
+				dec.len = 0;
+				rc = codec_decompress(rb_codec(&h), recs, &dec, CODEC_MAX_OUT);
+				recs = slice_make(dec.data, dec.len);
+			}
+			reader_t rd = reader_make(recs.ptr, recs.len);
+			for (int32_t i = 0; rc == OK && i < h.records_count; i++) {
+				rb_record_t rec;
+				rb_record_next(&rd, &rec);
+				if (rd.err != OK)
+					break;
+				int64_t o = h.base_offset + rec.offset_delta;
+				if (o < from || (int64_t)json_array_size(arr) >= limit)
+					continue;
+				int64_t ts = (h.attributes & RB_ATTR_LOG_APPEND_TIME) ? h.max_timestamp
+										      : h.base_timestamp + rec.timestamp_delta;
+				json_array_append_new(arr, ce_record_to_json(&rec, ts, tname, (int32_t)pidx, o));
+				next = o + 1;
+			}
+			pos += blen;
+		}
+		off = lr.next_offset;
+		log_range_release(&lr);
+	}
+	buf_free(&b);
+	buf_free(&dec);
+	topic_put(t);
+	if (rc != OK) {
+		json_decref(arr);
+		reply_error(r, status_for(rc), "read_failed", err_str(rc));
+		return;
+	}
+	snprintf(r->next_offset, sizeof r->next_offset, "%" PRId64, next);
+	reply_json(r, 200, arr);
+	r->ctype = "application/cloudevents-batch+json";
+}
+
+/* ---------------------------------------------------------------- read-your-writes wait */
+
+static void wait_finish(hreq_t *r)
+{
+	if (r->timed_out)
+		reply_json(r, 408, json_pack("{s:s,s:s,s:I}", "error", "timeout", "message",
+					     "the group has not committed past that offset yet", "committed",
+					     (json_int_t)storage_committed_offset(r->srv->st, r->cw_group, r->cw_topic,
+										  r->cw.partition)));
+	else
+		reply_json(r, 200, json_pack("{s:b,s:I}", "caught_up", 1, "committed", (json_int_t)r->committed));
+}
+
+static void on_committed(commit_waiter_t *w, int64_t committed)
+{
+	hreq_t *r = w->arg;
+	if (atomic_exchange(&r->claimed, true))
+		return;
+	r->committed = committed;
+	complete_one(r);
+}
+
+static void on_wait_timer(loop_timer_t *t)
+{
+	hreq_t *r = t->data;
+	if (storage_cancel_commit_wait(r->srv->st, &r->cw) && !atomic_exchange(&r->claimed, true)) {
+		r->timed_out = true;
+		complete_one(r);
+	}
+	hreq_unref(r); /* the timer's reference */
+}
+
+static void start_wait_timer(loop_task_t *task)
+{
+	hreq_t *r = task->data;
+	r->timer.cb = on_wait_timer;
+	r->timer.data = r;
+	loop_timer_start(r->srv->timers, &r->timer, r->wait_ms);
+}
+
+static void route_wait(hreq_t *r, const char *group)
+{
+	int64_t part, offset, timeout = 30000;
+	const char *topic = arg(r, "topic");
+	if (topic == NULL || !arg_i64(r, "partition", 0, INT32_MAX, &part) ||
+	    !arg_i64(r, "offset", 0, INT64_MAX, &offset) ||
+	    (arg(r, "timeout_ms") && !arg_i64(r, "timeout_ms", 0, r->srv->opts.wait_max_ms, &timeout))) {
+		reply_error(r, 400, "bad_request",
+			    "expected ?topic=T&partition=P&offset=O[&timeout_ms=N] (timeout_ms at most wait_max_ms)");
+		return;
+	}
+	r->cw_group = strdup(group);
+	r->cw_topic = strdup(topic);
+	r->cw.group = r->cw_group;
+	r->cw.topic = r->cw_topic;
+	r->cw.partition = (int32_t)part;
+	r->cw.offset = offset;
+	r->cw.cb = on_committed;
+	r->cw.arg = r;
+	r->finish = wait_finish;
+	pthread_mutex_lock(&r->mu);
+	if (storage_wait_commit(r->srv->st, &r->cw) == 1) {
+		r->committed = storage_committed_offset(r->srv->st, group, topic, (int32_t)part);
+		atomic_store(&r->claimed, true);
+	} else {
+		r->remaining++;
+		r->wait_ms = timeout;
+		atomic_fetch_add(&r->refs, 1); /* for the timer */
+		r->task.cb = start_wait_timer;
+		r->task.data = r;
+		loop_post(r->srv->timers, &r->task);
+	}
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* ---------------------------------------------------------------- health and metrics */
+
+typedef struct {
+	storage_t *st;
+	buf_t *b;
+} metrics_ctx_t;
+
+static void metrics_topic(void *arg_, const char *name)
+{
+	metrics_ctx_t *m = arg_;
+	topic_t *t = storage_topic_get(m->st, name);
+	if (t == NULL)
+		return;
+	for (int32_t i = 0; i < topic_partition_count(t); i++) {
+		partition_t *p = topic_partition(t, i, NULL);
+		if (p == NULL)
+			continue;
+		partition_info_t in;
+		partition_info(p, &in);
+		char line[600];
+		int n = snprintf(line, sizeof line,
+				 "factlog_partition_high_watermark{topic=\"%s\",partition=\"%d\"} %" PRId64 "\n"
+				 "factlog_partition_log_start_offset{topic=\"%s\",partition=\"%d\"} %" PRId64 "\n"
+				 "factlog_partition_size_bytes{topic=\"%s\",partition=\"%d\"} %" PRId64 "\n"
+				 "factlog_partition_fsyncs_total{topic=\"%s\",partition=\"%d\"} %" PRId64 "\n",
+				 name, i, in.hwm, name, i, in.log_start, name, i, in.size_bytes, name, i, in.flushes);
+		buf_append(m->b, line, (size_t)n);
+	}
+	topic_put(t);
+}
+
+static void route_metrics(hreq_t *r)
+{
+	http_server_t *s = r->srv;
+	buf_t b = { 0 };
+	char head[2048];
+	int n = snprintf(head, sizeof head,
+			 "# HELP factlog_http_requests_total HTTP requests handled.\n"
+			 "# TYPE factlog_http_requests_total counter\n"
+			 "factlog_http_requests_total %" PRIuFAST64 "\n"
+			 "# HELP factlog_http_client_errors_total HTTP responses with a 4xx status.\n"
+			 "# TYPE factlog_http_client_errors_total counter\n"
+			 "factlog_http_client_errors_total %" PRIuFAST64 "\n"
+			 "# HELP factlog_http_server_errors_total HTTP responses with a 5xx status.\n"
+			 "# TYPE factlog_http_server_errors_total counter\n"
+			 "factlog_http_server_errors_total %" PRIuFAST64 "\n"
+			 "# HELP factlog_http_events_total CloudEvents accepted over HTTP.\n"
+			 "# TYPE factlog_http_events_total counter\n"
+			 "factlog_http_events_total %" PRIuFAST64 "\n"
+			 "# HELP factlog_http_duplicate_events_total Events answered from the (source, id) window.\n"
+			 "# TYPE factlog_http_duplicate_events_total counter\n"
+			 "factlog_http_duplicate_events_total %" PRIuFAST64 "\n"
+			 "# HELP factlog_partition_high_watermark The next offset readers will see.\n"
+			 "# TYPE factlog_partition_high_watermark gauge\n"
+			 "# HELP factlog_partition_log_start_offset The first offset retained.\n"
+			 "# TYPE factlog_partition_log_start_offset gauge\n"
+			 "# HELP factlog_partition_size_bytes Bytes of batches on disk.\n"
+			 "# TYPE factlog_partition_size_bytes gauge\n"
+			 "# HELP factlog_partition_fsyncs_total Group-commit fsyncs that made data durable.\n"
+			 "# TYPE factlog_partition_fsyncs_total counter\n",
+			 atomic_load(&s->requests), atomic_load(&s->errors_4xx), atomic_load(&s->errors_5xx),
+			 atomic_load(&s->events_in), atomic_load(&s->dups));
+	buf_append(&b, head, (size_t)n);
+	metrics_ctx_t m = { s->st, &b };
+	storage_topic_names(s->st, metrics_topic, &m);
+	buf_put_u8(&b, 0);
+	r->status = 200;
+	r->out = (char *)b.data; /* owned by r now */
+	r->ctype = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+/* ---------------------------------------------------------------- routing */
+
+static void route(hreq_t *r, const char *url, const char *method)
+{
+	char a[TOPIC_NAME_MAX + 2], b[TOPIC_NAME_MAX + 2], c[64], d[64];
+	const char *p = url;
+	if (r->too_large) {
+		reply_error(r, 413, "body_too_large", "the request body exceeds the configured limit");
+		return;
+	}
+	if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0) {
+		reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+		return;
+	}
+	if (strcmp(url, "/metrics") == 0) {
+		route_metrics(r);
+		return;
+	}
+	if (strncmp(p, "/v1/topics", 10) == 0 && (p[10] == 0 || p[10] == '/')) {
+		p += 10;
+		if (*p == 0) {
+			route_topics(r, method, NULL);
+			return;
+		}
+		if (!path_seg(&p, a, sizeof a)) {
+			reply_error(r, 404, "not_found", "no such route");
+			return;
+		}
+		if (*p == 0) {
+			route_topics(r, method, a);
+			return;
+		}
+		if (strcmp(p, "/events") == 0) {
+			if (strcmp(method, "POST") != 0)
+				reply_error(r, 405, "method_not_allowed",
+					    "POST events here; read with GET /v1/topics/{topic}/partitions/{p}/events");
+			else
+				route_produce(r, a);
+			return;
+		}
+		if (path_seg(&p, b, sizeof b) && strcmp(b, "partitions") == 0 && path_seg(&p, c, sizeof c) &&
+		    path_seg(&p, d, sizeof d) && strcmp(d, "events") == 0 && *p == 0) {
+			if (strcmp(method, "GET") != 0)
+				reply_error(r, 405, "method_not_allowed", "use GET");
+			else
+				route_read(r, a, c);
+			return;
+		}
+	} else if (strncmp(p, "/v1/groups", 10) == 0) {
+		p += 10;
+		if (path_seg(&p, a, sizeof a) && strcmp(p, "/wait") == 0) {
+			if (strcmp(method, "GET") != 0)
+				reply_error(r, 405, "method_not_allowed", "use GET");
+			else
+				route_wait(r, a);
+			return;
+		}
+	}
+	reply_error(r, 404, "not_found", "no such route (see docs/http.md)");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url, const char *method,
+				  const char *version, const char *upload_data, size_t *upload_data_size,
+				  void **con_cls)
+{
+	(void)version;
+	http_server_t *s = cls;
+	hreq_t *r = *con_cls;
+	if (r == NULL) {
+		r = calloc(1, sizeof *r);
+		ASSERT(r != NULL);
+		r->srv = s;
+		r->mc = mc;
+		pthread_mutex_init(&r->mu, NULL);
+		atomic_init(&r->refs, 1);
+		*con_cls = r;
+		atomic_fetch_add(&s->requests, 1);
+		return MHD_YES;
+	}
+	if (*upload_data_size > 0) {
+		if (r->body.len + *upload_data_size > s->opts.max_body_bytes)
+			r->too_large = true;
+		else
+			buf_append(&r->body, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (!r->routed) {
+		r->routed = true;
+		route(r, url, method);
+	}
+	pthread_mutex_lock(&r->mu);
+	if (r->remaining > 0) {
+		/* Suspend under the lock: the completion that resumes cannot come first. */
+		pthread_mutex_lock(&s->mu);
+		if (s->stopping) {
+			pthread_mutex_unlock(&s->mu);
+			pthread_mutex_unlock(&r->mu);
+			reply_error(r, 503, "shutting_down", "the server is stopping");
+			return queue(r);
+		}
+		r->susp_next = s->suspended;
+		s->suspended = r;
+		pthread_mutex_unlock(&s->mu);
+		r->suspended = true;
+		MHD_suspend_connection(mc);
+		pthread_mutex_unlock(&r->mu);
+		return MHD_YES;
+	}
+	pthread_mutex_unlock(&r->mu);
+	if (r->finish) {
+		r->finish(r);
+		r->finish = NULL;
+	}
+	return queue(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)mc;
+	(void)toe;
+	hreq_t *r = *con_cls;
+	if (r != NULL)
+		hreq_unref(r);
+	*con_cls = NULL;
+}
+
+static void *timer_main(void *arg_)
+{
+	loop_run(arg_);
+	return NULL;
+}
+
+void http_opts_default(http_opts_t *o)
+{
+	memset(o, 0, sizeof *o);
+	o->listen_host = "127.0.0.1";
+	o->listen_port = 8080;
+	o->threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (o->threads < 1)
+		o->threads = 1;
+	o->max_body_bytes = 8 << 20;
+	o->dedup_window_ms = 600000;
+	o->dedup_max = 1000000;
+	o->wait_max_ms = 300000;
+}
+
+err_t http_server_start(storage_t *st, const http_opts_t *o, http_server_t **out)
+{
+	http_server_t *s = calloc(1, sizeof *s);
+	ASSERT(s != NULL);
+	s->st = st;
+	s->opts = *o;
+	pthread_mutex_init(&s->mu, NULL);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)o->listen_port) };
+	if (inet_pton(AF_INET, o->listen_host, &a.sin_addr) != 1) {
+		log_error("http: --http-listen host '%s' is not an IPv4 address", o->listen_host);
+		free(s);
+		return ERR_INVALID;
+	}
+	err_t rc = loop_new(&s->timers);
+	if (rc == OK)
+		rc = -pthread_create(&s->timer_thread, NULL, timer_main, s->timers);
+	if (rc != OK) {
+		loop_free(s->timers);
+		free(s);
+		return rc;
+	}
+	s->d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL,
+				NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
+				MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned)10000,
+				MHD_OPTION_END);
+	if (s->d == NULL) {
+		log_error("http: cannot listen on %s:%d", o->listen_host, o->listen_port);
+		loop_stop(s->timers);
+		pthread_join(s->timer_thread, NULL);
+		loop_free(s->timers);
+		free(s);
+		return ERR_SYS(EADDRINUSE);
+	}
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+	s->port = info ? info->port : o->listen_port;
+	log_info("http: listening on %s:%d (%d threads)", o->listen_host, s->port, o->threads);
+	*out = s;
+	return OK;
+}
+
+int http_server_port(const http_server_t *s)
+{
+	return s->port;
+}
+
+void http_server_stop(http_server_t *s)
+{
+	if (s == NULL)
+		return;
+	/* Resume whatever waits (MHD must not stop with suspended connections); they answer 503 or finish. */
+	pthread_mutex_lock(&s->mu);
+	s->stopping = true;
+	hreq_t *list = s->suspended;
+	s->suspended = NULL;
+	pthread_mutex_unlock(&s->mu);
+	for (hreq_t *r = list; r != NULL; r = r->susp_next) {
+		pthread_mutex_lock(&r->mu);
+		if (r->suspended) {
+			r->suspended = false;
+			r->remaining = 0;
+			r->finish = NULL;
+			reply_error(r, 503, "shutting_down", "the server is stopping");
+			MHD_resume_connection(r->mc);
+		}
+		pthread_mutex_unlock(&r->mu);
+	}
+	MHD_stop_daemon(s->d);
+	loop_stop(s->timers);
+	pthread_join(s->timer_thread, NULL);
+	loop_free(s->timers);
+	for (size_t i = 0; i < s->ndedup; i++)
+		free(s->dedup[i].key);
+	free(s->dedup);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
