@@ -4,6 +4,8 @@
  *   POST   /v1/topics/{topic}/events                     CloudEvents (binary, structured, batch) -> receipts
  *   GET    /v1/topics/{topic}/partitions/{p}/events      ?from=OFFSET&limit=N -> CloudEvents batch
  *   GET    /v1/topics | POST /v1/topics | GET|DELETE /v1/topics/{topic}
+ *   GET    /v1/topics/{topic}/events  (Accept: text/event-stream) live tail: ?partitions=0,2&from=earliest|latest,
+ *          resumes from Last-Event-ID (the cursor "P:NEXT,P:NEXT,..." each event carries as its id)
  *   GET    /v1/groups/{group}/wait?topic=T&partition=P&offset=O&timeout_ms=N
  *   GET    /healthz, /readyz, /metrics
  *
@@ -43,8 +45,13 @@ typedef struct {
 	int64_t offset, at_ms;
 } dedup_t;
 
+typedef struct sse sse_t;
+
 struct http_server {
 	storage_t *st;
+	sse_t *streams; /* live tails, under mu */
+	loop_timer_t keepalive;
+	loop_task_t task_keepalive;
 	http_opts_t opts;
 	struct MHD_Daemon *d;
 	int port;
@@ -105,6 +112,7 @@ struct hreq {
 	int64_t committed;
 	bool timed_out;
 	hreq_t *susp_next;
+	sse_t *sse; /* a live tail: the response streams from it */
 };
 
 /* ---------------------------------------------------------------- responses */
@@ -122,8 +130,21 @@ static void reply_error(hreq_t *r, int status, const char *code, const char *msg
 	reply_json(r, status, json_pack("{s:s,s:s}", "error", code, "message", msg));
 }
 
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max);
+static void sse_free(void *cls);
+
 static enum MHD_Result queue(hreq_t *r)
 {
+	if (r->sse != NULL) {
+		struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_read,
+									      r->sse, sse_free);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+		enum MHD_Result ret = MHD_queue_response(r->mc, MHD_HTTP_OK, resp);
+		MHD_destroy_response(resp);
+		r->sse = NULL;
+		return ret;
+	}
 	if (r->status >= 500)
 		atomic_fetch_add(&r->srv->errors_5xx, 1);
 	else if (r->status >= 400)
@@ -826,6 +847,260 @@ static void route_metrics(hreq_t *r)
 	r->ctype = "text/plain; version=0.0.4; charset=utf-8";
 }
 
+/* ---------------------------------------------------------------- live tail (Server-Sent Events) */
+
+#define SSE_PARTS_MAX 1024
+#define SSE_KEEPALIVE_MS 10000
+
+struct sse {
+	http_server_t *srv;
+	struct MHD_Connection *mc;
+	sse_t *next;
+	char topic[TOPIC_NAME_MAX + 1];
+	int32_t nparts;
+	int32_t parts[SSE_PARTS_MAX];
+	int64_t cursor[SSE_PARTS_MAX]; /* next offset per selected partition */
+	buf_t out;
+	size_t out_off;
+	int64_t last_write_ms;
+	pthread_mutex_t mu;
+	bool suspended, dirty, closed;
+};
+
+static void sse_cursor(const sse_t *x, buf_t *b)
+{
+	for (int32_t i = 0; i < x->nparts; i++) {
+		char t[48];
+		int n = snprintf(t, sizeof t, "%s%" PRId32 ":%" PRId64, i ? "," : "", x->parts[i], x->cursor[i]);
+		buf_append(b, t, (size_t)n);
+	}
+}
+
+/* Appends up to `budget` events after the cursor; returns how many. */
+static int sse_fill(sse_t *x, int budget)
+{
+	topic_t *t = storage_topic_get(x->srv->st, x->topic);
+	if (t == NULL) {
+		x->closed = true; /* the topic was deleted */
+		return 0;
+	}
+	int sent = 0;
+	buf_t b = { 0 }, dec = { 0 };
+	for (int32_t i = 0; i < x->nparts && sent < budget; i++) {
+		partition_t *p = topic_partition(t, x->parts[i], NULL);
+		if (p == NULL)
+			continue;
+		log_range_t lr;
+		if (partition_read(p, x->cursor[i], 256 * 1024, &lr) != OK || lr.len == 0) {
+			log_range_release(&lr);
+			continue;
+		}
+		b.len = 0;
+		buf_reserve(&b, (size_t)lr.len);
+		err_t rc = log_range_copy(&lr, io_posix(), b.data);
+		for (int64_t pos = 0; rc == OK && pos + RB_HEADER_LEN <= lr.len;) {
+			rb_header_t h;
+			int64_t blen = RB_LOG_OVERHEAD + (int32_t)be32_load(b.data + pos + 8);
+			if (rb_check_stored(b.data + pos, (size_t)blen, &h) != OK)
+				break;
+			slice_t recs = slice_make(b.data + pos + RB_HEADER_LEN, (size_t)blen - RB_HEADER_LEN);
+			if (rb_codec(&h) != RB_CODEC_NONE) {
+				dec.len = 0;
+				if (codec_decompress(rb_codec(&h), recs, &dec, CODEC_MAX_OUT) != OK)
+					break;
+				recs = slice_make(dec.data, dec.len);
+			}
+			reader_t rd = reader_make(recs.ptr, recs.len);
+			for (int32_t k = 0; k < h.records_count; k++) {
+				rb_record_t rec;
+				rb_record_next(&rd, &rec);
+				if (rd.err != OK)
+					break;
+				int64_t o = h.base_offset + rec.offset_delta;
+				if (o < x->cursor[i])
+					continue;
+				int64_t ts = (h.attributes & RB_ATTR_LOG_APPEND_TIME) ? h.max_timestamp
+										      : h.base_timestamp + rec.timestamp_delta;
+				json_t *ev = ce_record_to_json(&rec, ts, x->topic, x->parts[i], o);
+				char *js = json_dumps(ev, JSON_COMPACT);
+				json_decref(ev);
+				x->cursor[i] = o + 1;
+				buf_append(&x->out, "id: ", 4);
+				sse_cursor(x, &x->out);
+				buf_append(&x->out, "\nevent: cloudevent\ndata: ", 25);
+				buf_append(&x->out, js, strlen(js));
+				buf_append(&x->out, "\n\n", 2);
+				free(js);
+				sent++;
+			}
+			pos += blen;
+		}
+		x->cursor[i] = lr.next_offset > x->cursor[i] ? lr.next_offset : x->cursor[i];
+		log_range_release(&lr);
+	}
+	buf_free(&b);
+	buf_free(&dec);
+	topic_put(t);
+	return sent;
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)pos;
+	sse_t *x = cls;
+	for (int round = 0; round < 8; round++) {
+		if (x->out_off < x->out.len) {
+			size_t n = x->out.len - x->out_off < max ? x->out.len - x->out_off : max;
+			memcpy(buf, x->out.data + x->out_off, n);
+			x->out_off += n;
+			if (x->out_off == x->out.len)
+				x->out.len = x->out_off = 0;
+			x->last_write_ms = loop_now_ns() / 1000000;
+			return (ssize_t)n;
+		}
+		pthread_mutex_lock(&x->mu);
+		bool closed = x->closed || x->srv->stopping;
+		x->dirty = false;
+		pthread_mutex_unlock(&x->mu);
+		if (closed)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		if (sse_fill(x, 500) > 0)
+			continue;
+		if (loop_now_ns() / 1000000 - x->last_write_ms >= SSE_KEEPALIVE_MS) {
+			buf_append(&x->out, ": keepalive\n\n", 13);
+			continue;
+		}
+		pthread_mutex_lock(&x->mu);
+		if (x->dirty) { /* data arrived while we looked */
+			pthread_mutex_unlock(&x->mu);
+			continue;
+		}
+		x->suspended = true;
+		MHD_suspend_connection(x->mc);
+		pthread_mutex_unlock(&x->mu);
+		return 0;
+	}
+	return 0; /* busy: MHD calls again */
+}
+
+static void sse_free(void *cls)
+{
+	sse_t *x = cls;
+	http_server_t *s = x->srv;
+	pthread_mutex_lock(&s->mu);
+	for (sse_t **pp = &s->streams; *pp; pp = &(*pp)->next)
+		if (*pp == x) {
+			*pp = x->next;
+			break;
+		}
+	pthread_mutex_unlock(&s->mu);
+	buf_free(&x->out);
+	pthread_mutex_destroy(&x->mu);
+	free(x);
+}
+
+/* Wakes every stream (new data, a keepalive round, or shutdown). */
+static void sse_wake_all(http_server_t *s)
+{
+	pthread_mutex_lock(&s->mu);
+	for (sse_t *x = s->streams; x != NULL; x = x->next) {
+		pthread_mutex_lock(&x->mu);
+		x->dirty = true;
+		if (x->suspended) {
+			x->suspended = false;
+			MHD_resume_connection(x->mc);
+		}
+		pthread_mutex_unlock(&x->mu);
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+void http_server_notify_data(http_server_t *s)
+{
+	sse_wake_all(s);
+}
+
+static void on_keepalive(loop_timer_t *t)
+{
+	http_server_t *s = t->data;
+	sse_wake_all(s); /* streams idle this long write a comment, which also detects dead clients */
+	loop_timer_start(s->timers, &s->keepalive, SSE_KEEPALIVE_MS / 2);
+}
+
+static void route_tail(hreq_t *r, const char *tname)
+{
+	http_server_t *s = r->srv;
+	topic_t *t = storage_topic_get(s->st, tname);
+	if (t == NULL) {
+		reply_error(r, 404, "unknown_topic", "no such topic");
+		return;
+	}
+	sse_t *x = calloc(1, sizeof *x);
+	ASSERT(x != NULL);
+	x->srv = s;
+	x->mc = r->mc;
+	memcpy(x->topic, tname, strnlen(tname, TOPIC_NAME_MAX));
+	pthread_mutex_init(&x->mu, NULL);
+	int32_t n = topic_partition_count(t);
+	const char *sel = arg(r, "partitions"), *from = arg(r, "from");
+	const char *last = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Last-Event-ID");
+	bool bad = from && strcmp(from, "earliest") != 0 && strcmp(from, "latest") != 0;
+	for (int32_t i = 0; i < n && !sel && x->nparts < SSE_PARTS_MAX; i++)
+		x->parts[x->nparts++] = i;
+	for (const char *p = sel; p && *p && !bad;) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p || v < 0 || v >= n || x->nparts == SSE_PARTS_MAX)
+			bad = true;
+		else
+			x->parts[x->nparts++] = (int32_t)v;
+		p = *end == ',' ? end + 1 : end;
+		if (*end != ',' && *end != 0)
+			bad = true;
+	}
+	for (int32_t i = 0; i < x->nparts && !bad; i++) {
+		partition_info_t in;
+		partition_t *p = topic_partition(t, x->parts[i], NULL);
+		if (p == NULL) {
+			bad = true;
+			break;
+		}
+		partition_info(p, &in);
+		x->cursor[i] = from && strcmp(from, "earliest") == 0 ? in.log_start : in.hwm;
+	}
+	/* Resume: the last event's id is the cursor after it. */
+	for (const char *p = last; p && *p && !bad;) {
+		char *end;
+		long part = strtol(p, &end, 10);
+		if (*end != ':') {
+			bad = true;
+			break;
+		}
+		long long off = strtoll(end + 1, &end, 10);
+		for (int32_t i = 0; i < x->nparts; i++)
+			if (x->parts[i] == part && off >= 0)
+				x->cursor[i] = off;
+		p = *end == ',' ? end + 1 : end;
+		if (*end != ',' && *end != 0)
+			bad = true;
+	}
+	topic_put(t);
+	if (bad || x->nparts == 0) {
+		pthread_mutex_destroy(&x->mu);
+		free(x);
+		reply_error(r, 400, "bad_request",
+			    "partitions=P,P... (existing partitions), from=earliest|latest, Last-Event-ID P:OFFSET,...");
+		return;
+	}
+	x->last_write_ms = loop_now_ns() / 1000000;
+	buf_append(&x->out, ": factlog live tail\n\n", 21); /* sent at once: the client knows it is connected */
+	pthread_mutex_lock(&s->mu);
+	x->next = s->streams;
+	s->streams = x;
+	pthread_mutex_unlock(&s->mu);
+	r->sse = x;
+}
+
 /* ---------------------------------------------------------------- routing */
 
 static void route(hreq_t *r, const char *url, const char *method)
@@ -859,11 +1134,15 @@ static void route(hreq_t *r, const char *url, const char *method)
 			return;
 		}
 		if (strcmp(p, "/events") == 0) {
-			if (strcmp(method, "POST") != 0)
-				reply_error(r, 405, "method_not_allowed",
-					    "POST events here; read with GET /v1/topics/{topic}/partitions/{p}/events");
-			else
+			const char *accept = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Accept");
+			if (strcmp(method, "POST") == 0)
 				route_produce(r, a);
+			else if (strcmp(method, "GET") == 0 && accept && strstr(accept, "text/event-stream"))
+				route_tail(r, a);
+			else
+				reply_error(r, 406, "not_acceptable",
+					    "POST events here, or GET with Accept: text/event-stream for a live tail; "
+					    "read a range with GET /v1/topics/{topic}/partitions/{p}/events");
 			return;
 		}
 		if (path_seg(&p, b, sizeof b) && strcmp(b, "partitions") == 0 && path_seg(&p, c, sizeof c) &&
@@ -954,6 +1233,12 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
 	*con_cls = NULL;
 }
 
+static void start_keepalive(loop_task_t *t)
+{
+	http_server_t *s = t->data;
+	loop_timer_start(s->timers, &s->keepalive, SSE_KEEPALIVE_MS / 2);
+}
+
 static void *timer_main(void *arg_)
 {
 	loop_run(arg_);
@@ -1008,6 +1293,11 @@ err_t http_server_start(storage_t *st, const http_opts_t *o, http_server_t **out
 		free(s);
 		return ERR_SYS(EADDRINUSE);
 	}
+	s->keepalive.cb = on_keepalive;
+	s->keepalive.data = s;
+	s->task_keepalive.cb = start_keepalive;
+	s->task_keepalive.data = s;
+	loop_post(s->timers, &s->task_keepalive);
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
 	s->port = info ? info->port : o->listen_port;
 	log_info("http: listening on %s:%d (%d threads)", o->listen_host, s->port, o->threads);
@@ -1040,6 +1330,16 @@ void http_server_stop(http_server_t *s)
 			MHD_resume_connection(r->mc);
 		}
 		pthread_mutex_unlock(&r->mu);
+	}
+	sse_wake_all(s); /* live tails see `stopping` and end their streams */
+	for (int i = 0; i < 200; i++) { /* bounded: give them a moment to write their end */
+		pthread_mutex_lock(&s->mu);
+		bool any = s->streams != NULL;
+		pthread_mutex_unlock(&s->mu);
+		if (!any)
+			break;
+		sse_wake_all(s);
+		usleep(10000);
 	}
 	MHD_stop_daemon(s->d);
 	loop_stop(s->timers);

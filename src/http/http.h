@@ -36,6 +36,8 @@ typedef struct {
 void http_opts_default(http_opts_t *o);
 err_t http_server_start(storage_t *st, const http_opts_t *o, http_server_t **out);
 int http_server_port(const http_server_t *s);
+/* Wakes live tails (Server-Sent Events) to look for new data. Thread-safe, cheap. */
+void http_server_notify_data(http_server_t *s);
 void http_server_stop(http_server_t *s);
 
 #endif

@@ -67,6 +67,13 @@ static void notify_data(void *arg)
 		kafka_server_notify_data(ks);
 }
 
+static void notify_http(void *arg)
+{
+	http_server_t *hs = atomic_load((_Atomic(http_server_t *) *)arg);
+	if (hs != NULL)
+		http_server_notify_data(hs);
+}
+
 /* "HOST:PORT" -> host, port (0..65535). Prints the problem and returns nonzero when malformed. */
 static int parse_hostport(const char *s, char *host, size_t cap, int *port)
 {
@@ -176,7 +183,9 @@ int cmd_serve(int argc, char **argv)
 		return 1;
 	}
 	_Atomic(kafka_server_t *) published = NULL;
-	storage_set_data_hook(st, notify_data, &published);
+	_Atomic(http_server_t *) published_http = NULL;
+	storage_add_data_hook(st, notify_data, &published);
+	storage_add_data_hook(st, notify_http, &published_http);
 	kafka_server_t *ks;
 	err = kafka_server_start(st, &ko, &ks);
 	if (err != OK) {
@@ -196,11 +205,13 @@ int cmd_serve(int argc, char **argv)
 		storage_close(st);
 		return 1;
 	}
+	atomic_store(&published_http, hs);
 	log_info("factlog serving data directory %s (flush policy %s); stop with Ctrl-C", o.data_dir,
 		 f.flush ? f.flush : "always");
 	int sig = 0;
 	sigwait(&stop, &sig);
 	log_info("received signal %d: closing connections, flushing and sealing partitions", sig);
+	atomic_store(&published_http, NULL);
 	http_server_stop(hs);
 	atomic_store(&published, NULL);
 	kafka_server_stop(ks);

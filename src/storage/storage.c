@@ -54,8 +54,11 @@ struct storage {
 	int nflushers;
 	pthread_t flushers[STORAGE_FLUSH_THREADS_MAX];
 	int64_t pid_next, pid_limit; /* reserved producer ids, under mu */
-	void (*data_fn)(void *arg);
-	void *data_arg;
+	struct {
+		void (*fn)(void *arg);
+		void *arg;
+	} data_hooks[STORAGE_DATA_HOOKS_MAX]; /* set before traffic, read without a lock */
+	atomic_int ndata_hooks;
 	pthread_mutex_t commit_mu; /* guards commits and commit_waiters */
 	struct committed *commits;
 	size_t ncommits, capcommits;
@@ -240,8 +243,9 @@ static void on_data(void *arg, partition_t *p)
 {
 	(void)p;
 	topic_t *t = arg;
-	if (t->st->data_fn != NULL)
-		t->st->data_fn(t->st->data_arg);
+	int n = atomic_load(&t->st->ndata_hooks);
+	for (int i = 0; i < n; i++)
+		t->st->data_hooks[i].fn(t->st->data_hooks[i].arg);
 }
 
 static struct committed *commit_find(storage_t *st, const char *group, const char *topic, int32_t partition)
@@ -352,10 +356,15 @@ struct meta *storage_meta(storage_t *st)
 	return st->meta;
 }
 
-void storage_set_data_hook(storage_t *st, void (*fn)(void *arg), void *arg)
+err_t storage_add_data_hook(storage_t *st, void (*fn)(void *arg), void *arg)
 {
-	st->data_arg = arg;
-	st->data_fn = fn;
+	int n = atomic_load(&st->ndata_hooks);
+	if (n == STORAGE_DATA_HOOKS_MAX)
+		return ERR_LIMIT;
+	st->data_hooks[n].fn = fn;
+	st->data_hooks[n].arg = arg;
+	atomic_store(&st->ndata_hooks, n + 1); /* published after the entry is complete */
+	return OK;
 }
 
 err_t storage_next_producer_id(storage_t *st, int64_t *id)

@@ -88,9 +88,11 @@ err_t topic_config_apply(partition_config_t *cfg, const char *key, const char *v
 /* A producer id never handed out before, across restarts (ids are reserved in blocks in meta.db). */
 err_t storage_next_producer_id(storage_t *st, int64_t *id);
 
-/* Called (from any thread) whenever a partition's high watermark advances: readers waiting for data
- * look again. Set before traffic starts; NULL disables. */
-void storage_set_data_hook(storage_t *st, void (*fn)(void *arg), void *arg);
+/* Adds a function called (from any thread, no lock held) whenever a partition's high watermark advances:
+ * readers waiting for data look again. Add hooks before traffic starts; they stay until close. A hook
+ * must be cheap and must tolerate calls after its owner stopped (check a flag). */
+#define STORAGE_DATA_HOOKS_MAX 4
+err_t storage_add_data_hook(storage_t *st, void (*fn)(void *arg), void *arg);
 
 /* --- committed consumer-group offsets: durable (meta.db) and observable (read-your-writes) --- */
 
