@@ -14,6 +14,8 @@ int cmd_topics(int argc, char **argv);
 int cmd_append(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_groups(int argc, char **argv);
+int cmd_produce(int argc, char **argv);
+int cmd_tail(int argc, char **argv);
 
 /* Shared flags of the commands that open a data directory. */
 typedef struct {

@@ -19,6 +19,8 @@ static const char usage[] =
 	"  append    append lines from standard input to a topic (offline, for scripts and tests)\n"
 	"  dump      print the records of a topic (offline)\n"
 	"  groups    list consumer groups, or describe one: members, offsets, lag (a Kafka client)\n"
+	"  produce   post lines from standard input as CloudEvents to a running server (HTTP)\n"
+	"  tail      follow a topic live from a running server (HTTP, Server-Sent Events)\n"
 	"  version   print the version\n"
 	"\n"
 	"Run 'factlog COMMAND --help' for a command's flags.\n";
@@ -45,6 +47,10 @@ int main(int argc, char **argv)
 		return cmd_dump(argc - 1, argv + 1);
 	if (strcmp(cmd, "groups") == 0)
 		return cmd_groups(argc - 1, argv + 1);
+	if (strcmp(cmd, "produce") == 0)
+		return cmd_produce(argc - 1, argv + 1);
+	if (strcmp(cmd, "tail") == 0)
+		return cmd_tail(argc - 1, argv + 1);
 	fprintf(stderr, "factlog: unknown command '%s'\n\n%s", cmd, usage);
 	return 2;
 }
