@@ -40,6 +40,8 @@
 
 typedef struct {
 	char *key; /* source "\n" id */
+	uint64_t hash;
+	int32_t chain; /* next entry in the same bucket, -1 at the end */
 	char topic[TOPIC_NAME_MAX + 1];
 	int32_t partition;
 	int64_t offset, at_ms;
@@ -58,8 +60,10 @@ struct http_server {
 	loop_t *timers;
 	pthread_t timer_thread;
 	pthread_mutex_t mu; /* dedup table, suspended list, counters of routes */
-	dedup_t *dedup;     /* ring of recent receipts */
+	dedup_t *dedup;     /* ring of recent receipts, hashed into buckets */
 	size_t ndedup, dedup_next;
+	int32_t *buckets;
+	size_t nbuckets;
 	struct hreq *suspended;
 	atomic_uint_fast64_t rr;
 	atomic_uint_fast64_t events_in, requests, errors_4xx, errors_5xx, dups;
@@ -166,7 +170,10 @@ static enum MHD_Result queue(hreq_t *r)
 static void complete_one(hreq_t *r)
 {
 	pthread_mutex_lock(&r->mu);
-	ASSERT(r->remaining > 0);
+	if (r->remaining == 0) { /* shutdown already answered and resumed it */
+		pthread_mutex_unlock(&r->mu);
+		return;
+	}
 	if (--r->remaining == 0 && r->suspended) {
 		r->suspended = false;
 		http_server_t *s = r->srv;
@@ -439,6 +446,8 @@ static const char *parse_events(hreq_t *r, events_t *evs, int *status)
 	return NULL;
 }
 
+static void dedup_insert(http_server_t *s, receipt_t *rc, int64_t now);
+
 static void produce_finish(hreq_t *r)
 {
 	if (r->wait_err != OK) {
@@ -450,22 +459,9 @@ static void produce_finish(hreq_t *r)
 	pthread_mutex_lock(&s->mu);
 	for (int i = 0; i < r->nreceipts; i++) { /* durable now: remember for retries */
 		receipt_t *rc = &r->receipts[i];
-		if (rc->dup || rc->dedup_key == NULL || s->opts.dedup_max <= 0)
+		if (rc->dup || rc->dedup_key == NULL || s->nbuckets == 0)
 			continue;
-		if (s->ndedup < (size_t)s->opts.dedup_max) {
-			s->dedup = realloc(s->dedup, (s->ndedup + 1) * sizeof *s->dedup);
-			ASSERT(s->dedup != NULL);
-			memset(&s->dedup[s->ndedup++], 0, sizeof(dedup_t));
-		}
-		dedup_t *d = &s->dedup[s->dedup_next];
-		s->dedup_next = (s->dedup_next + 1) % (size_t)s->opts.dedup_max;
-		free(d->key);
-		d->key = rc->dedup_key;
-		rc->dedup_key = NULL;
-		snprintf(d->topic, sizeof d->topic, "%s", rc->topic);
-		d->partition = rc->partition;
-		d->offset = rc->offset;
-		d->at_ms = now;
+		dedup_insert(s, rc, now);
 	}
 	pthread_mutex_unlock(&s->mu);
 	json_t *arr = json_array();
@@ -481,15 +477,70 @@ static void produce_finish(hreq_t *r)
 	}
 }
 
+static uint64_t key_hash(const char *k)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (; *k; k++)
+		h = (h ^ (uint8_t)*k) * 1099511628211ull;
+	return h;
+}
+
+/* Removes ring entry i from its bucket chain (s->mu held). */
+static void dedup_unlink(http_server_t *s, int32_t i)
+{
+	int32_t *pp = &s->buckets[s->dedup[i].hash % s->nbuckets];
+	for (int guard = 0; *pp >= 0 && guard < (1 << 30); guard++) {
+		if (*pp == i) {
+			*pp = s->dedup[i].chain;
+			return;
+		}
+		pp = &s->dedup[*pp].chain;
+	}
+}
+
+/* Remembers a durable receipt, evicting the oldest when the ring is full (s->mu held). */
+static void dedup_insert(http_server_t *s, receipt_t *rc, int64_t now)
+{
+	size_t max = (size_t)s->opts.dedup_max;
+	if (s->ndedup < max) {
+		if (s->ndedup % 4096 == 0) {
+			s->dedup = realloc(s->dedup, (s->ndedup + 4096 < max ? s->ndedup + 4096 : max) * sizeof *s->dedup);
+			ASSERT(s->dedup != NULL);
+		}
+		memset(&s->dedup[s->ndedup++], 0, sizeof(dedup_t));
+	}
+	int32_t i = (int32_t)s->dedup_next;
+	s->dedup_next = (s->dedup_next + 1) % max;
+	dedup_t *d = &s->dedup[i];
+	if (d->key != NULL) {
+		dedup_unlink(s, i);
+		free(d->key);
+	}
+	d->key = rc->dedup_key;
+	rc->dedup_key = NULL;
+	d->hash = key_hash(d->key);
+	memcpy(d->topic, rc->topic, sizeof d->topic);
+	d->partition = rc->partition;
+	d->offset = rc->offset;
+	d->at_ms = now;
+	int32_t *b = &s->buckets[d->hash % s->nbuckets];
+	d->chain = *b;
+	*b = i;
+}
+
 static bool dedup_lookup(http_server_t *s, const char *key, receipt_t *out)
 {
+	if (s->nbuckets == 0)
+		return false;
 	int64_t now = clock_wall_ms(clock_system());
+	uint64_t h = key_hash(key);
 	bool found = false;
 	pthread_mutex_lock(&s->mu);
-	for (size_t i = 0; i < s->ndedup && !found; i++) {
+	for (int32_t i = s->buckets[h % s->nbuckets], guard = 0; i >= 0 && !found && guard < (1 << 30);
+	     i = s->dedup[i].chain, guard++) {
 		dedup_t *d = &s->dedup[i];
-		if (d->key && now - d->at_ms <= s->opts.dedup_window_ms && strcmp(d->key, key) == 0) {
-			snprintf(out->topic, sizeof out->topic, "%s", d->topic);
+		if (d->hash == h && now - d->at_ms <= s->opts.dedup_window_ms && strcmp(d->key, key) == 0) {
+			memcpy(out->topic, d->topic, sizeof out->topic);
 			out->partition = d->partition;
 			out->offset = d->offset;
 			found = true;
@@ -1266,6 +1317,12 @@ err_t http_server_start(storage_t *st, const http_opts_t *o, http_server_t **out
 	s->st = st;
 	s->opts = *o;
 	pthread_mutex_init(&s->mu, NULL);
+	if (o->dedup_max > 0 && o->dedup_window_ms > 0) {
+		s->nbuckets = (size_t)o->dedup_max * 2 + 1;
+		s->buckets = malloc(s->nbuckets * sizeof *s->buckets);
+		ASSERT(s->buckets != NULL);
+		memset(s->buckets, 0xff, s->nbuckets * sizeof *s->buckets); /* all -1 */
+	}
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)o->listen_port) };
 	if (inet_pton(AF_INET, o->listen_host, &a.sin_addr) != 1) {
 		log_error("http: --http-listen host '%s' is not an IPv4 address", o->listen_host);
@@ -1348,6 +1405,7 @@ void http_server_stop(http_server_t *s)
 	for (size_t i = 0; i < s->ndedup; i++)
 		free(s->dedup[i].key);
 	free(s->dedup);
+	free(s->buckets);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }

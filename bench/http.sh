@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# HTTP/CloudEvents ingest: wrk posting single binary-mode CloudEvents (1 KiB) over keep-alive connections,
+# and batches of 100, against factlog with --flush always (every 200 answer is durable), on loopback.
+# Usage: bench/http.sh [BUILD_DIR]    env: BENCH_DIR (scratch dir on the disk under test), SECONDS_EACH
+set -euo pipefail
+BUILD=${1:-build}
+BENCH_DIR=${BENCH_DIR:-bench/results/scratch}
+SECS=${SECONDS_EACH:-10}
+command -v wrk >/dev/null || { echo "wrk is not installed (Debian package wrk)" >&2; exit 1; }
+mkdir -p "$BENCH_DIR"
+S=$(mktemp -d "$BENCH_DIR/http.XXXXXX")
+PID=""
+cleanup() {
+	if [ -n "$PID" ]; then
+		kill "$PID" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.2; done
+		kill -9 "$PID" 2>/dev/null || true
+	fi
+	rm -rf "$S"
+}
+trap cleanup EXIT
+"$BUILD/factlog" serve --data "$S/data" --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --log-level info \
+	2> "$S/log" &
+PID=$!
+PORT=""
+for _ in $(seq 50); do
+	PORT=$(sed -n 's/.*http: listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$S/log" | head -1)
+	[ -n "$PORT" ] && break
+	sleep 0.1
+done
+[ -n "$PORT" ] || { echo "server did not start"; cat "$S/log"; exit 1; }
+U=http://127.0.0.1:$PORT
+curl -sf -XPOST "$U/v1/topics" -d '{"name":"clicks","partitions":8}' > /dev/null
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) cores; wrk and factlog share them"
+single=$(wrk -t2 -c64 -d"${SECS}s" -s bench/http/post_event.lua "$U/v1/topics/clicks/events" | grep RESULT)
+echo "single events, 64 connections: $single"
+batch=$(wrk -t2 -c16 -d"${SECS}s" -s bench/http/post_batch.lua "$U/v1/topics/clicks/events" | grep RESULT)
+echo "batches of 100, 16 connections: $batch"
+curl -s "$U/metrics" | grep -E "^factlog_http_(events|server_errors)_total"
+echo
+echo "| what | result | target |"
+echo "|---|---|---|"
+echo "| single CloudEvents, durable | $(echo "$single" | sed 's/RESULT //') | >= 50,000 events/s, p99 < 5 ms |"
+echo "| batches of 100 x 1 KiB, durable | $(echo "$batch" | sed 's/RESULT //') | >= 300 MB/s |"
