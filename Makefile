@@ -54,6 +54,7 @@ bench: deps-test $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 	bench/storage.sh $(BUILD)
 	bench/kafka.sh $(BUILD)
+	bench/http.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZ)
