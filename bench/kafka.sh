@@ -59,7 +59,7 @@ FIO=$(python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["
 echo "fio: fdatasync every 1 MiB: $FIO MB/s"
 
 # The broker picks a free port itself (port 0) and logs it: no race with other listeners.
-"$BUILD/factlog" serve --data "$S/data" --kafka-listen 127.0.0.1:0 --auto-create-topics --flush always \
+"$BUILD/factlog" serve --data "$S/data" --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --auto-create-topics --flush always \
 	>"$S/server.log" 2>&1 &
 PID=$!
 PORT=""

@@ -73,7 +73,8 @@ class Broker:
     # --- process control -------------------------------------------------------------------------
     def argv(self):
         return [self.binary, "serve", "--data", self.data_dir,
-                "--kafka-listen", self.bootstrap, "--auto-create-topics",
+                "--kafka-listen", self.bootstrap, "--http-listen", "127.0.0.1:0",
+                "--auto-create-topics",
                 "--log-level", "info"] + self.extra_args
 
     def start(self):
