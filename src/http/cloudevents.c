@@ -248,7 +248,7 @@ json_t *ce_record_to_json(const rb_record_t *rec, int64_t timestamp, const char 
 	}
 	if (!rec->key_null)
 	{
-		json_t *k = json_stringn((const char *)rec->key.ptr, rec->key.len);
+		json_t *k = rec->key.len ? json_stringn((const char *)rec->key.ptr, rec->key.len) : json_string("");
 		json_object_set_new(o, "partitionkey", k ? k : json_string("(binary key)"));
 	}
 	if (!rec->value_null) {

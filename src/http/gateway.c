@@ -433,7 +433,7 @@ static const char *parse_events(hreq_t *r, events_t *evs, int *status)
 	/* Binary mode: attributes in ce-* headers, the body is the data. */
 	ce_event_t *ev = ev_new(evs);
 	MHD_get_connection_values(r->mc, MHD_HEADER_KIND, binary_header, ev);
-	if (ce_get(ev, "specversion") == NULL) {
+	if (ev->nattrs == 0) { /* no ce-* header at all: not a CloudEvent in any mode */
 		*status = 415;
 		return "use Content-Type application/cloudevents+json (structured), "
 		       "application/cloudevents-batch+json (batch), or ce-* headers (binary mode)";
@@ -830,8 +830,15 @@ static void route_wait(hreq_t *r, const char *group)
 /* ---------------------------------------------------------------- health and metrics */
 
 typedef struct {
+	char topic[TOPIC_NAME_MAX + 1];
+	int32_t partition;
+	partition_info_t info;
+} mrow_t;
+
+typedef struct {
 	storage_t *st;
-	buf_t *b;
+	mrow_t *rows;
+	size_t n, cap;
 } metrics_ctx_t;
 
 static void metrics_topic(void *arg_, const char *name)
@@ -844,18 +851,33 @@ static void metrics_topic(void *arg_, const char *name)
 		partition_t *p = topic_partition(t, i, NULL);
 		if (p == NULL)
 			continue;
-		partition_info_t in;
-		partition_info(p, &in);
-		char line[600];
-		int n = snprintf(line, sizeof line,
-				 "factlog_partition_high_watermark{topic=\"%s\",partition=\"%d\"} %" PRId64 "\n"
-				 "factlog_partition_log_start_offset{topic=\"%s\",partition=\"%d\"} %" PRId64 "\n"
-				 "factlog_partition_size_bytes{topic=\"%s\",partition=\"%d\"} %" PRId64 "\n"
-				 "factlog_partition_fsyncs_total{topic=\"%s\",partition=\"%d\"} %" PRId64 "\n",
-				 name, i, in.hwm, name, i, in.log_start, name, i, in.size_bytes, name, i, in.flushes);
-		buf_append(m->b, line, (size_t)n);
+		if (m->n == m->cap) {
+			m->cap = m->cap ? m->cap * 2 : 64;
+			m->rows = realloc(m->rows, m->cap * sizeof *m->rows);
+			ASSERT(m->rows != NULL);
+		}
+		mrow_t *row = &m->rows[m->n++];
+		memcpy(row->topic, name, strnlen(name, TOPIC_NAME_MAX) + 1);
+		row->partition = i;
+		partition_info(p, &row->info);
 	}
 	topic_put(t);
+}
+
+/* One metric family: its HELP and TYPE, then a sample per partition (families stay contiguous). */
+static void metrics_family(buf_t *b, const metrics_ctx_t *m, const char *name, const char *type, const char *help,
+			   int field)
+{
+	char line[600];
+	int n = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	buf_append(b, line, (size_t)n);
+	for (size_t i = 0; i < m->n; i++) {
+		const partition_info_t *in = &m->rows[i].info;
+		int64_t v = field == 0 ? in->hwm : field == 1 ? in->log_start : field == 2 ? in->size_bytes : in->flushes;
+		n = snprintf(line, sizeof line, "%s{topic=\"%s\",partition=\"%d\"} %" PRId64 "\n", name, m->rows[i].topic,
+			     m->rows[i].partition, v);
+		buf_append(b, line, (size_t)n);
+	}
 }
 
 static void route_metrics(hreq_t *r)
@@ -878,20 +900,18 @@ static void route_metrics(hreq_t *r)
 			 "factlog_http_events_total %" PRIuFAST64 "\n"
 			 "# HELP factlog_http_duplicate_events_total Events answered from the (source, id) window.\n"
 			 "# TYPE factlog_http_duplicate_events_total counter\n"
-			 "factlog_http_duplicate_events_total %" PRIuFAST64 "\n"
-			 "# HELP factlog_partition_high_watermark The next offset readers will see.\n"
-			 "# TYPE factlog_partition_high_watermark gauge\n"
-			 "# HELP factlog_partition_log_start_offset The first offset retained.\n"
-			 "# TYPE factlog_partition_log_start_offset gauge\n"
-			 "# HELP factlog_partition_size_bytes Bytes of batches on disk.\n"
-			 "# TYPE factlog_partition_size_bytes gauge\n"
-			 "# HELP factlog_partition_fsyncs_total Group-commit fsyncs that made data durable.\n"
-			 "# TYPE factlog_partition_fsyncs_total counter\n",
+			 "factlog_http_duplicate_events_total %" PRIuFAST64 "\n",
 			 atomic_load(&s->requests), atomic_load(&s->errors_4xx), atomic_load(&s->errors_5xx),
 			 atomic_load(&s->events_in), atomic_load(&s->dups));
 	buf_append(&b, head, (size_t)n);
-	metrics_ctx_t m = { s->st, &b };
+	metrics_ctx_t m = { s->st, NULL, 0, 0 };
 	storage_topic_names(s->st, metrics_topic, &m);
+	metrics_family(&b, &m, "factlog_partition_high_watermark", "gauge", "The next offset readers will see.", 0);
+	metrics_family(&b, &m, "factlog_partition_log_start_offset", "gauge", "The first offset retained.", 1);
+	metrics_family(&b, &m, "factlog_partition_size_bytes", "gauge", "Bytes of batches on disk.", 2);
+	metrics_family(&b, &m, "factlog_partition_fsyncs_total", "counter",
+		       "Group-commit fsyncs that made data durable.", 3);
+	free(m.rows);
 	buf_put_u8(&b, 0);
 	r->status = 200;
 	r->out = (char *)b.data; /* owned by r now */
@@ -1190,6 +1210,9 @@ static void route(hreq_t *r, const char *url, const char *method)
 				route_produce(r, a);
 			else if (strcmp(method, "GET") == 0 && accept && strstr(accept, "text/event-stream"))
 				route_tail(r, a);
+			else if (strcmp(method, "GET") != 0)
+				reply_error(r, 405, "method_not_allowed",
+					    "POST events here, or GET with Accept: text/event-stream for a live tail");
 			else
 				reply_error(r, 406, "not_acceptable",
 					    "POST events here, or GET with Accept: text/event-stream for a live tail; "
