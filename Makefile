@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 10
 
 MESON_FLAGS = -Dwerror=true -Dwarning_level=3 -Dc_std=c17
 
-.PHONY: all build run test test-unit test-asan test-fuzz fuzz bench clean deps-run deps-test
+.PHONY: all build run test test-unit test-asan test-fuzz fuzz faults bench clean deps-run deps-test
 
 all: build
 
@@ -49,6 +49,13 @@ test: deps-test $(BUILD)/build.ninja $(ASAN)/build.ninja $(FUZZ)/build.ninja
 fuzz: deps-test $(FUZZ)/build.ninja
 	ninja -C $(FUZZ)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) meson test -C $(FUZZ) --print-errorlogs --suite fuzz --timeout-multiplier 0
+
+# The long fault profile: many more crash and model seeds, then the fault scenarios (docs/reliability.md).
+faults: deps-test $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+	CRASH_SEEDS=5000 ./$(BUILD)/tests/test_crash
+	MODEL_SEEDS=400 ./$(BUILD)/tests/test_model
+	tests/faults/run.sh $(BUILD)/factlog $(BUILD)/tests/faults/fsync_fail.so
 
 bench: deps-test $(BUILD)/build.ninja
 	ninja -C $(BUILD)

@@ -480,3 +480,496 @@ def kjs(bootstrap, steps, timeout=120):
             len(out["results"]), steps[len(out["results"])]["op"], e.get("name"),
             e.get("message"), logs))
     return out["results"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Consumer-group members, each its own process so that a test can SIGKILL one by PID. Every member
+# writes its events as JSON lines, at once, to its own file (they survive a SIGKILL):
+#   {"ev": "ready"}, {"ev": "assign", "parts": [...]}, {"ev": "revoke", "parts": [...]},
+#   {"ev": "rec", "p": P, "o": O, "k": b64, "v": b64}, {"ev": "commit", "offsets": {P: next}},
+#   {"ev": "commit_error" | "error", "err": text}, {"ev": "done", "reason": text}
+# each with a wall-clock "t" in ms. kcat cannot do that itself: its records (-J -u) go to a file of
+# their own, and a reader thread here turns its "% Group ... rebalanced" stderr lines into events.
+#
+# Options common to every client (spec keys): group, topic, session_ms, heartbeat_ms, commit
+# ("none"; "each": commit what was read after every batch; "at": read exactly commit_at records,
+# commit them synchronously, leave), expect + idle_s (leave once expect records came and then none
+# for idle_s), duration_s (hard limit), and a start barrier (ready/go files) so members of one test
+# join within the broker's 500 ms initial rebalance delay.
+
+GROUP_CLIENTS = ("ck", "kp", "kjs", "kcat")
+
+
+def _b64d(s):
+    return None if s is None else base64.b64decode(s)
+
+
+def _member_stop_reason(spec, count, last_rec, deadline):
+    if time.monotonic() > deadline:
+        return "deadline"
+    if spec.get("stop") and os.path.exists(spec["stop"]):
+        return "stop"
+    if spec.get("commit") == "at" and count >= spec["commit_at"]:
+        return "commitAt"
+    exp = spec.get("expect")
+    if exp is not None and count >= exp and time.monotonic() - last_rec >= spec.get("idle_s", 1.0):
+        return "expect"
+    return None
+
+
+def _member_barrier(spec, emit, deadline):
+    emit(ev="ready")
+    if spec.get("ready"):
+        with open(spec["ready"], "w") as f:
+            f.write("ready")
+    if spec.get("go"):
+        while not os.path.exists(spec["go"]):
+            if time.monotonic() > deadline:
+                raise RuntimeError("no go file before the deadline")
+            time.sleep(0.005)
+
+
+def _ck_member(spec, emit):
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+    deadline = time.monotonic() + spec.get("duration_s", 60)
+    topic, commit = spec["topic"], spec.get("commit", "none")
+    c = Consumer({"bootstrap.servers": spec["bootstrap"], "group.id": spec["group"],
+                  "client.id": spec.get("client_id", "ck-member"), "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest", "session.timeout.ms": spec["session_ms"],
+                  "heartbeat.interval.ms": spec["heartbeat_ms"], "fetch.wait.max.ms": 100,
+                  "socket.timeout.ms": 10000, "max.poll.interval.ms": 60000})
+    _member_barrier(spec, emit, deadline)
+
+    def on_assign(_c, parts):
+        emit(ev="assign", parts=sorted(tp.partition for tp in parts if tp.topic == topic))
+
+    def on_revoke(_c, parts):
+        emit(ev="revoke", parts=sorted(tp.partition for tp in parts if tp.topic == topic))
+
+    c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+    count, last_rec, nxt = 0, time.monotonic(), {}
+    while True:
+        reason = _member_stop_reason(spec, count, last_rec, deadline)
+        if reason:
+            break
+        n = 0
+        for m in c.consume(num_messages=500, timeout=0.1):
+            e = m.error()
+            if e is not None:
+                if e.code() != KafkaError._PARTITION_EOF:
+                    emit(ev="error", err=str(e))
+                continue
+            if commit == "at" and count >= spec["commit_at"]:
+                continue  # past the known point: not processed, not committed
+            count += 1
+            n += 1
+            nxt[m.partition()] = m.offset() + 1
+            emit(ev="rec", p=m.partition(), o=m.offset(), k=_b64(m.key()), v=_b64(m.value()))
+        if n:
+            last_rec = time.monotonic()
+            if commit == "each":
+                try:
+                    c.commit(asynchronous=False)
+                except KafkaException as e:
+                    emit(ev="commit_error", err=str(e))
+    if commit == "at":
+        offs = [TopicPartition(topic, p, o) for p, o in sorted(nxt.items())]
+        if offs:
+            res = c.commit(offsets=offs, asynchronous=False)
+            bad = [(tp.partition, str(tp.error)) for tp in res if tp.error is not None]
+            if bad:
+                raise RuntimeError("commit failed: %r" % bad)
+        emit(ev="commit", offsets={str(p): o for p, o in nxt.items()})
+    c.close()
+    emit(ev="done", reason=reason)
+
+
+def _kp_member(spec, emit):
+    from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+    from kafka.consumer.subscription_state import ConsumerRebalanceListener
+    deadline = time.monotonic() + spec.get("duration_s", 60)
+    topic, commit = spec["topic"], spec.get("commit", "none")
+    c = KafkaConsumer(bootstrap_servers=spec["bootstrap"], group_id=spec["group"],
+                      client_id=spec.get("client_id", "kp-member"), enable_auto_commit=False,
+                      auto_offset_reset="earliest", session_timeout_ms=spec["session_ms"],
+                      heartbeat_interval_ms=spec["heartbeat_ms"], fetch_max_wait_ms=100,
+                      max_poll_interval_ms=60000)
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            emit(ev="revoke", parts=sorted(tp.partition for tp in revoked if tp.topic == topic))
+
+        def on_partitions_assigned(self, assigned):
+            emit(ev="assign", parts=sorted(tp.partition for tp in assigned if tp.topic == topic))
+
+    _member_barrier(spec, emit, deadline)
+    c.subscribe([topic], listener=Listener())
+    count, last_rec, nxt = 0, time.monotonic(), {}
+    while True:
+        reason = _member_stop_reason(spec, count, last_rec, deadline)
+        if reason:
+            break
+        n = 0
+        batch = c.poll(timeout_ms=100, max_records=500)
+        for _tp, recs in sorted(batch.items()):
+            for m in recs:
+                if commit == "at" and count >= spec["commit_at"]:
+                    continue
+                count += 1
+                n += 1
+                nxt[m.partition] = m.offset + 1
+                emit(ev="rec", p=m.partition, o=m.offset, k=_b64(m.key), v=_b64(m.value))
+        if n:
+            last_rec = time.monotonic()
+            if commit == "each":
+                try:
+                    c.commit()
+                except Exception as e:  # noqa: BLE001 - CommitFailedError during a rebalance
+                    emit(ev="commit_error", err=repr(e))
+    if commit == "at":
+        if nxt:
+            c.commit({TopicPartition(topic, p): OffsetAndMetadata(o, "") for p, o in nxt.items()})
+        emit(ev="commit", offsets={str(p): o for p, o in nxt.items()})
+    c.close(autocommit=False)
+    emit(ev="done", reason=reason)
+
+
+def group_member_main(spec_path):
+    """Entry point of a Python member process (client "ck" or "kp")."""
+    with open(spec_path) as f:
+        spec = json.load(f)
+    fd = os.open(spec["out"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def emit(**ev):
+        ev["t"] = now_ms()
+        os.write(fd, (json.dumps(ev) + "\n").encode())
+
+    try:
+        {"ck": _ck_member, "kp": _kp_member}[spec["client"]](spec, emit)
+    except BaseException as e:
+        emit(ev="error", err=repr(e))
+        raise
+    finally:
+        os.close(fd)
+
+
+def _kcat_stderr_reader(stream, out_path, log_path):
+    import re
+    pat = re.compile(r"rebalanced \(memberid ([^)]*)\): (assigned|revoked): (.*)")
+    with open(out_path, "a") as out, open(log_path, "a") as log:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            log.write(line)
+            log.flush()
+            m = pat.search(line)
+            if m:
+                parts = sorted(int(x) for x in re.findall(r"\[(\d+)\]", m.group(3)))
+                ev = {"ev": "assign" if m.group(2) == "assigned" else "revoke", "parts": parts,
+                      "member": m.group(1), "t": now_ms()}
+                out.write(json.dumps(ev) + "\n")
+                out.flush()
+    stream.close()
+
+
+class GroupMember:
+    """One member process. events() reads what it reported so far (also after it died)."""
+
+    def __init__(self, name, client, spec, workdir):
+        self.name, self.client, self.spec = name, client, dict(spec)
+        self.out = os.path.join(workdir, name + ".events")
+        self.log = os.path.join(workdir, name + ".log")
+        self.kcat_out = os.path.join(workdir, name + ".kcat.json")
+        self.result_path = os.path.join(workdir, name + ".result.json")
+        self.spec.update(out=self.out, stop=os.path.join(workdir, name + ".stop"), client=client)
+        self.proc = None
+        self.thread = None
+        open(self.out, "a").close()
+
+    # --- process control -------------------------------------------------------------------------
+    def start(self):
+        s = self.spec
+        env = dict(os.environ, KAFKAJS_NO_PARTITIONER_WARNING="1", PYTHONDONTWRITEBYTECODE="1")
+        if self.client in ("ck", "kp"):
+            path = os.path.join(os.path.dirname(self.out), self.name + ".spec.json")
+            with open(path, "w") as f:
+                json.dump(s, f)
+            argv = ["/usr/bin/python3", "-c",
+                    "import sys; sys.path.insert(0, %r); import klib; klib.group_member_main(%r)"
+                    % (HERE, path)]
+            with open(self.log, "ab") as log:
+                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=log, env=env, cwd=HERE)
+        elif self.client == "kjs":
+            assert os.path.isdir(os.path.join(NODE_MODULES, "kafkajs")), \
+                "kafkajs is not installed: run `npm ci` in %s (run.sh does)" % HERE
+            step = {"op": "groupConsume", "groupId": s["group"], "topic": s["topic"],
+                    "outFile": self.out, "durationMs": int(s.get("duration_s", 60) * 1000),
+                    "sessionTimeout": s["session_ms"], "heartbeatInterval": s["heartbeat_ms"],
+                    "rebalanceTimeout": 30000, "stopFile": s["stop"],
+                    "commit": s.get("commit", "none")}
+            for k_py, k_js in (("ready", "readyFile"), ("go", "goFile"), ("commit_at", "commitAt"),
+                               ("expect", "expect")):
+                if s.get(k_py) is not None:
+                    step[k_js] = s[k_py]
+            step["idleMs"] = int(s.get("idle_s", 1.0) * 1000)
+            path = os.path.join(os.path.dirname(self.out), self.name + ".spec.json")
+            with open(path, "w") as f:
+                json.dump({"brokers": [s["bootstrap"]], "steps": [step]}, f)
+            with open(self.log, "ab") as log:
+                self.proc = subprocess.Popen(["node", os.path.join(HERE, "kjs.js"), path,
+                                              self.result_path], stdin=subprocess.DEVNULL,
+                                             stdout=log, stderr=log, env=env, cwd=HERE)
+        elif self.client == "kcat":
+            import threading
+            argv = ["kcat", "-b", s["bootstrap"], "-J", "-u",
+                    "-X", "auto.offset.reset=earliest",
+                    "-X", "session.timeout.ms=%d" % s["session_ms"],
+                    "-X", "heartbeat.interval.ms=%d" % s["heartbeat_ms"],
+                    "-X", "fetch.wait.max.ms=100", "-X", "client.id=%s" % self.name]
+            commit = s.get("commit", "none")
+            if commit == "none":
+                argv += ["-X", "enable.auto.commit=false"]
+            elif commit == "each":
+                argv += ["-X", "enable.auto.commit=true", "-X", "auto.commit.interval.ms=200"]
+            elif commit == "at":
+                # kcat stores the offset of each record it prints; it stops after -c records and
+                # commits the stored offsets synchronously when it closes the consumer.
+                argv += ["-X", "enable.auto.commit=true", "-c", str(s["commit_at"])]
+            if s.get("exit_at_end"):
+                argv += ["-e"]
+            argv += ["-G", s["group"], s["topic"]]
+            with open(self.kcat_out, "ab") as out:
+                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                             stderr=subprocess.PIPE, env=env)
+            self.thread = threading.Thread(target=_kcat_stderr_reader,
+                                           args=(self.proc.stderr, self.out, self.log), daemon=True)
+            self.thread.start()
+        else:
+            raise AssertionError("unknown group client %r" % self.client)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self):
+        """SIGKILL by PID, and wait for it."""
+        import signal
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+    def request_stop(self):
+        import signal
+        if not self.alive():
+            return
+        if self.client == "kcat":
+            os.kill(self.proc.pid, signal.SIGTERM)
+        else:
+            open(self.spec["stop"], "w").close()
+
+    def wait(self, timeout, what="exit"):
+        """Waits for the process to exit; on timeout kills it (by PID) and raises."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            raise AssertionError("%s (%s, pid %d) did not %s within %ss\n%s"
+                                 % (self.name, self.client, self.proc.pid, what, timeout,
+                                    self.log_tail()))
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+        return rc
+
+    def stop(self, timeout=30):
+        self.request_stop()
+        rc = self.wait(timeout, "leave the group and exit")
+        self.assert_clean_exit(rc)
+        return rc
+
+    def assert_clean_exit(self, rc=None):
+        rc = self.proc.returncode if rc is None else rc
+        errs = self.errors()
+        assert rc == 0 and not errs, "%s (%s) exited %s with errors %r\n%s" % (
+            self.name, self.client, rc, errs[:5], self.log_tail())
+
+    def log_tail(self, n=3000):
+        try:
+            with open(self.log, "rb") as f:
+                data = f.read()[-n:].decode("utf-8", "replace")
+        except OSError:
+            data = ""
+        return "----- %s log -----\n%s" % (self.name, data)
+
+    # --- what it reported -----------------------------------------------------------------------
+    def events(self):
+        out = []
+        with open(self.out, "rb") as f:
+            for line in f.read().split(b"\n"):
+                if line.strip():
+                    try:
+                        out.append(json.loads(line))
+                    except ValueError:
+                        pass  # a torn last line of a killed process
+        if self.client == "kjs" and os.path.exists(self.result_path):
+            with open(self.result_path) as f:
+                res = json.load(f)
+            if "error" in res:
+                out.append({"ev": "error", "err": "%s: %s" % (res["error"].get("name"),
+                                                              res["error"].get("message"))})
+        return out
+
+    def records(self):
+        """What it consumed, as Got (key, value, partition, offset), in the order it got them."""
+        if self.client != "kcat":
+            return [Got(e["p"], e["o"], _b64d(e["k"]), _b64d(e["v"]), None, None, None)
+                    for e in self.events() if e["ev"] == "rec"]
+        got = []
+        enc = (lambda x: None if x is None else x.encode("utf-8", "surrogateescape"))
+        with open(self.kcat_out, "rb") as f:
+            for line in f.read().decode("utf-8", "surrogateescape").split("\n"):
+                if not line.strip():
+                    continue
+                try:
+                    j = json.loads(line)
+                except ValueError:
+                    continue
+                got.append(Got(j["partition"], j["offset"], enc(j.get("key")),
+                               enc(j.get("payload")), None, None, None))
+        return got
+
+    def count(self):
+        if self.client != "kcat":
+            return sum(1 for e in self.events() if e["ev"] == "rec")
+        with open(self.kcat_out, "rb") as f:
+            return f.read().count(b"\n")
+
+    def assignments(self):
+        """[(t_ms, parts)] of every assignment it reported."""
+        return [(e["t"], e["parts"]) for e in self.events() if e["ev"] == "assign"]
+
+    def current(self):
+        """Its partitions now: the last assignment, or [] after a revoke."""
+        cur = []
+        for e in self.events():
+            if e["ev"] == "assign":
+                cur = e["parts"]
+            elif e["ev"] == "revoke":
+                cur = []
+        return cur
+
+    def errors(self):
+        return [e for e in self.events() if e["ev"] == "error"]
+
+
+class GroupMembers(list):
+    """Members of one test; leaving the with-block kills (by PID) any still running."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for m in self:
+            if m.alive():
+                m.kill9()
+
+
+def start_members(members, timeout=40):
+    """Starts members together: each connects, reports ready, and waits for a shared go file, so
+    that they all send JoinGroup at once (kcat has no barrier: it is just started)."""
+    workdir = os.path.dirname(members[0].out)
+    go = os.path.join(workdir, "go-%d" % id(members))
+    for m in members:
+        if m.client != "kcat":
+            m.spec["ready"] = m.out + ".ready"
+            m.spec["go"] = go
+    for m in members:
+        if m.client != "kcat":
+            m.start()
+    deadline = time.monotonic() + timeout
+    for m in members:
+        if m.client == "kcat":
+            continue
+        while not os.path.exists(m.spec["ready"]):
+            if not m.alive():
+                raise AssertionError("%s exited (%s) before it was ready\n%s"
+                                     % (m.name, m.proc.returncode, m.log_tail()))
+            if time.monotonic() > deadline:
+                raise AssertionError("%s not ready within %ss\n%s" % (m.name, timeout,
+                                                                      m.log_tail()))
+            time.sleep(0.02)
+    open(go, "w").close()
+    for m in members:
+        if m.client == "kcat":
+            m.start()
+    return members
+
+
+def wait_until(cond, timeout, what, interval=0.1):
+    """Polls cond() until it returns something true; raises AssertionError(what()) on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (
+                timeout, what() if callable(what) else what))
+        time.sleep(interval)
+
+
+def check_records_at_least_once(got, expected):
+    """Every consumed record is one of expected with the right key and value, each key stays in one
+    partition, and every expected record was consumed at least once. Returns the duplicate count."""
+    want = {r.i: r for r in expected}
+    problems = []
+    seen = {}
+    dups = 0
+    key_part = {}
+    for g in got:
+        try:
+            i = index_of_value(g.value)
+        except Exception:
+            problems.append("unparseable value %r at p%s/o%s" % (g.value, g.partition, g.offset))
+            continue
+        r = want.get(i)
+        if r is None:
+            problems.append("unexpected record %r" % g)
+            continue
+        if g.value != r.value or g.key != r.key:
+            problems.append("record %d: key %r value %r, want %r %r" % (i, g.key, g.value, r.key,
+                                                                      r.value))
+        if i in seen:
+            dups += 1
+            if seen[i] != (g.partition, g.offset):
+                problems.append("record %d read at p%s/o%s and at p%s/o%s" % (
+                    i, g.partition, g.offset, seen[i][0], seen[i][1]))
+        seen[i] = (g.partition, g.offset)
+        if key_part.setdefault(g.key, g.partition) != g.partition:
+            problems.append("key %r in partitions %s and %s" % (g.key, key_part[g.key],
+                                                                g.partition))
+    missing = sorted(i for i in want if i not in seen)
+    if missing:
+        problems.append("%d of %d records never consumed (lost), e.g. %s" % (
+            len(missing), len(want), missing[:10]))
+    if problems:
+        raise AssertionError(_fmt_problems(problems, len(got)))
+    return dups
+
+
+def committed_offsets(port, group, topic, partitions, version=1):
+    """{partition: (offset, metadata)} committed for group, by a raw OffsetFetch."""
+    import kwire
+    with kwire.GroupConn(port) as c:
+        r = c.call("fetch", group, {topic: list(partitions)}, version=version)
+    assert r["error"] == 0, "OffsetFetch v%d of %s: error %d" % (version, group, r["error"])
+    out = {}
+    for (t, p), (off, md, err) in r["offsets"].items():
+        assert err == 0, "OffsetFetch v%d %s %s[%d]: error %d" % (version, group, t, p, err)
+        out[p] = (off, md)
+    return out

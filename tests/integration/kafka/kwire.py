@@ -441,7 +441,8 @@ def parse_join_group(payload, version):
         inst = r.string() if version >= 5 else None
         return (mid, inst, r.bytes_())
     out["members"] = r.array(member)
-    assert r.done(), "JoinGroup v%d response has %d trailing bytes" % (version, len(payload) - r.pos)
+    assert r.done(), "JoinGroup v%d response has %d trailing bytes" % (version,
+                                                                      len(payload) - r.pos)
     return out
 
 
@@ -587,6 +588,21 @@ def parse_describe_groups(payload, version):
     return out
 
 
+def delete_groups_request(corr, groups, version=0):
+    body = struct.pack(">i", len(groups)) + b"".join(string(_b(g)) for g in groups)
+    return request(API_DELETE_GROUPS, version, corr, body)
+
+
+def parse_delete_groups(payload, version):
+    """{corr, errors: {group: error}}."""
+    r = Reader(payload)
+    out = {"corr": struct.unpack_from(">i", payload, 0)[0]}
+    r.i32()  # throttle_time_ms (every version)
+    out["errors"] = dict(r.array(lambda: (r.string(), r.i16())))
+    assert r.done(), "DeleteGroups v%d response has trailing bytes" % version
+    return out
+
+
 class GroupConn:
     """One raw connection for group requests: call(kind, ...) sends one request and parses the
     answer; correlation ids count up and are checked."""
@@ -599,7 +615,8 @@ class GroupConn:
            "fetch": (offset_fetch_request, parse_offset_fetch),
            "find": (find_coordinator_request, parse_find_coordinator),
            "list": (list_groups_request, parse_list_groups),
-           "describe": (describe_groups_request, parse_describe_groups)}
+           "describe": (describe_groups_request, parse_describe_groups),
+           "delete": (delete_groups_request, parse_delete_groups)}
 
     def __init__(self, port, timeout=10.0):
         self.sock = connect(port, timeout)
