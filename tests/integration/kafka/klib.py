@@ -497,7 +497,15 @@ def kjs(bootstrap, steps, timeout=120):
 # for idle_s), duration_s (hard limit), and a start barrier (ready/go files) so members of one test
 # join within the broker's 500 ms initial rebalance delay.
 
-GROUP_CLIENTS = ("ck", "kp", "kjs", "kcat")
+GROUP_CLIENTS = ("ck", "kp", "kjs", "kcat", "rdk")
+
+
+def rdk_member_bin():
+    """The C librdkafka member (tests/integration/kafka/rdk_member.c), built by meson."""
+    path = os.environ.get("FACTLOG_RDK_MEMBER") or os.path.join(
+        os.path.dirname(os.environ.get("FACTLOG_BIN", "build/factlog")), "tests", "rdk_member")
+    assert os.access(path, os.X_OK), "the C group member %s is missing: build it (ninja -C build)" % path
+    return path
 
 
 def _b64d(s):
@@ -699,6 +707,13 @@ class GroupMember:
             with open(self.log, "ab") as log:
                 self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                              stderr=log, env=env, cwd=HERE)
+        elif self.client == "rdk":
+            path = os.path.join(os.path.dirname(self.out), self.name + ".spec.json")
+            with open(path, "w") as f:
+                json.dump(s, f)
+            with open(self.log, "ab") as log:
+                self.proc = subprocess.Popen([rdk_member_bin(), path], stdin=subprocess.DEVNULL,
+                                             stdout=log, stderr=log, env=env)
         elif self.client == "kjs":
             assert os.path.isdir(os.path.join(NODE_MODULES, "kafkajs")), \
                 "kafkajs is not installed: run `npm ci` in %s (run.sh does)" % HERE

@@ -1,4 +1,5 @@
-"""Consumer groups with every client (kcat -G, confluent-kafka, kafka-python, kafkajs), and the
+"""Consumer groups with every client (kcat -G, a C program on librdkafka, confluent-kafka, kafka-python,
+kafkajs), and the
 group APIs from a raw socket.
 
 Per client: three members split a six-partition topic and read every record exactly once; a member
@@ -28,8 +29,9 @@ import kwire
 P = 6
 SESSION_MS = 6000
 HEARTBEAT_MS = 1000
-CLIENTS = ["kcat", "ck", "kp", "kjs"]
-CLIENT_NAMES = {"kcat": "kcat", "ck": "confluent-kafka", "kp": "kafka-python", "kjs": "kafkajs"}
+CLIENTS = ["kcat", "rdk", "ck", "kp", "kjs"]
+CLIENT_NAMES = {"kcat": "kcat", "rdk": "librdkafka-c", "ck": "confluent-kafka", "kp": "kafka-python",
+                "kjs": "kafkajs"}
 
 
 def members(client, n, broker, group, topic, workdir, **spec):
