@@ -666,6 +666,26 @@ out:
 
 /* ---------------------------------------------------------------- read */
 
+typedef struct {
+	json_t *arr;
+	const char *topic;
+	int32_t partition;
+	int64_t from, limit, next;
+} read_ctx_t;
+
+static int read_record(void *arg_, const rb_header_t *h, const rb_record_t *rec, int64_t offset, int64_t ts)
+{
+	(void)h;
+	read_ctx_t *c = arg_;
+	if (offset < c->from)
+		return 0;
+	if ((int64_t)json_array_size(c->arr) >= c->limit)
+		return 1;
+	json_array_append_new(c->arr, ce_record_to_json(rec, ts, c->topic, c->partition, offset));
+	c->next = offset + 1;
+	return 0;
+}
+
 static void route_read(hreq_t *r, const char *tname, const char *pstr)
 {
 	storage_t *st = r->srv->st;
@@ -694,11 +714,11 @@ static void route_read(hreq_t *r, const char *tname, const char *pstr)
 		topic_put(t);
 		return;
 	}
-	json_t *arr = json_array();
-	int64_t off = from, next = from;
+	read_ctx_t rctx = { json_array(), tname, (int32_t)pidx, from, limit, from };
+	int64_t off = from;
 	buf_t b = { 0 }, dec = { 0 };
 	err_t rc = OK;
-	while (rc == OK && off < info.hwm && (int64_t)json_array_size(arr) < limit) {
+	while (rc == OK && off < info.hwm && (int64_t)json_array_size(rctx.arr) < limit) {
 		log_range_t lr;
 		rc = partition_read(p, off, 1 << 20, &lr);
 		if (rc != OK || lr.len == 0) {
@@ -708,37 +728,13 @@ static void route_read(hreq_t *r, const char *tname, const char *pstr)
 		b.len = 0;
 		buf_reserve(&b, (size_t)lr.len);
 		rc = log_range_copy(&lr, io_posix(), b.data);
-		for (int64_t pos = 0; rc == OK && pos + RB_HEADER_LEN <= lr.len; ) {
-			rb_header_t h;
-			int64_t blen = RB_LOG_OVERHEAD + (int32_t)be32_load(b.data + pos + 8);
-			rc = rb_check_stored(b.data + pos, (size_t)blen, &h);
-			if (rc != OK)
-				break;
-			slice_t recs = slice_make(b.data + pos + RB_HEADER_LEN, (size_t)blen - RB_HEADER_LEN);
-			if (rb_codec(&h) != RB_CODEC_NONE) {
-				dec.len = 0;
-				rc = codec_decompress(rb_codec(&h), recs, &dec, CODEC_MAX_OUT);
-				recs = slice_make(dec.data, dec.len);
-			}
-			reader_t rd = reader_make(recs.ptr, recs.len);
-			for (int32_t i = 0; rc == OK && i < h.records_count; i++) {
-				rb_record_t rec;
-				rb_record_next(&rd, &rec);
-				if (rd.err != OK)
-					break;
-				int64_t o = h.base_offset + rec.offset_delta;
-				if (o < from || (int64_t)json_array_size(arr) >= limit)
-					continue;
-				int64_t ts = (h.attributes & RB_ATTR_LOG_APPEND_TIME) ? h.max_timestamp
-										      : h.base_timestamp + rec.timestamp_delta;
-				json_array_append_new(arr, ce_record_to_json(&rec, ts, tname, (int32_t)pidx, o));
-				next = o + 1;
-			}
-			pos += blen;
-		}
+		if (rc == OK)
+			rc = codec_walk_records(b.data, (size_t)lr.len, &dec, read_record, &rctx);
 		off = lr.next_offset;
 		log_range_release(&lr);
 	}
+	json_t *arr = rctx.arr;
+	int64_t next = rctx.next;
 	buf_free(&b);
 	buf_free(&dec);
 	topic_put(t);
@@ -947,6 +943,36 @@ static void sse_cursor(const sse_t *x, buf_t *b)
 	}
 }
 
+typedef struct {
+	sse_t *x;
+	int32_t i; /* index into x->parts */
+	int sent;
+} sse_walk_t;
+
+static void sse_cursor(const sse_t *x, buf_t *b);
+
+/* One record of a live tail: formatted as an SSE event whose id is the cursor after it. */
+static int sse_record(void *arg_, const rb_header_t *h, const rb_record_t *rec, int64_t offset, int64_t ts)
+{
+	(void)h;
+	sse_walk_t *w = arg_;
+	sse_t *x = w->x;
+	if (offset < x->cursor[w->i])
+		return 0;
+	json_t *ev = ce_record_to_json(rec, ts, x->topic, x->parts[w->i], offset);
+	char *js = json_dumps(ev, JSON_COMPACT);
+	json_decref(ev);
+	x->cursor[w->i] = offset + 1;
+	buf_append(&x->out, "id: ", 4);
+	sse_cursor(x, &x->out);
+	buf_append(&x->out, "\nevent: cloudevent\ndata: ", 25);
+	buf_append(&x->out, js, strlen(js));
+	buf_append(&x->out, "\n\n", 2);
+	free(js);
+	w->sent++;
+	return 0;
+}
+
 /* Appends up to `budget` events after the cursor; returns how many. */
 static int sse_fill(sse_t *x, int budget)
 {
@@ -968,44 +994,10 @@ static int sse_fill(sse_t *x, int budget)
 		}
 		b.len = 0;
 		buf_reserve(&b, (size_t)lr.len);
-		err_t rc = log_range_copy(&lr, io_posix(), b.data);
-		for (int64_t pos = 0; rc == OK && pos + RB_HEADER_LEN <= lr.len;) {
-			rb_header_t h;
-			int64_t blen = RB_LOG_OVERHEAD + (int32_t)be32_load(b.data + pos + 8);
-			if (rb_check_stored(b.data + pos, (size_t)blen, &h) != OK)
-				break;
-			slice_t recs = slice_make(b.data + pos + RB_HEADER_LEN, (size_t)blen - RB_HEADER_LEN);
-			if (rb_codec(&h) != RB_CODEC_NONE) {
-				dec.len = 0;
-				if (codec_decompress(rb_codec(&h), recs, &dec, CODEC_MAX_OUT) != OK)
-					break;
-				recs = slice_make(dec.data, dec.len);
-			}
-			reader_t rd = reader_make(recs.ptr, recs.len);
-			for (int32_t k = 0; k < h.records_count; k++) {
-				rb_record_t rec;
-				rb_record_next(&rd, &rec);
-				if (rd.err != OK)
-					break;
-				int64_t o = h.base_offset + rec.offset_delta;
-				if (o < x->cursor[i])
-					continue;
-				int64_t ts = (h.attributes & RB_ATTR_LOG_APPEND_TIME) ? h.max_timestamp
-										      : h.base_timestamp + rec.timestamp_delta;
-				json_t *ev = ce_record_to_json(&rec, ts, x->topic, x->parts[i], o);
-				char *js = json_dumps(ev, JSON_COMPACT);
-				json_decref(ev);
-				x->cursor[i] = o + 1;
-				buf_append(&x->out, "id: ", 4);
-				sse_cursor(x, &x->out);
-				buf_append(&x->out, "\nevent: cloudevent\ndata: ", 25);
-				buf_append(&x->out, js, strlen(js));
-				buf_append(&x->out, "\n\n", 2);
-				free(js);
-				sent++;
-			}
-			pos += blen;
-		}
+		sse_walk_t w = { x, i, 0 };
+		if (log_range_copy(&lr, io_posix(), b.data) == OK)
+			codec_walk_records(b.data, (size_t)lr.len, &dec, sse_record, &w);
+		sent += w.sent;
 		x->cursor[i] = lr.next_offset > x->cursor[i] ? lr.next_offset : x->cursor[i];
 		log_range_release(&lr);
 	}

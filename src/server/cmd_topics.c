@@ -9,6 +9,7 @@
 #include "core/compat.h"
 #include "core/log.h"
 #include "server/cli.h"
+#include "storage/codec.h"
 #include "storage/recordbatch.h"
 
 static const char topics_usage[] =
@@ -307,33 +308,17 @@ static const char dump_usage[] =
 	"Usage: factlog dump --topic T [--partition P] [--from OFFSET] [--data DIR]\n"
 	"\n"
 	"Prints every record of a partition from OFFSET (default: the log start) as\n"
-	"'OFFSET TIMESTAMP KEY VALUE' (null shown as -). Compressed batches print one line each.\n";
+	"'OFFSET TIMESTAMP KEY VALUE' (null shown as -), compressed batches included.\n";
 
-static void print_batch(const uint8_t *p, size_t len, int64_t from)
+static int print_record(void *arg, const rb_header_t *h, const rb_record_t *rec, int64_t off, int64_t ts)
 {
-	rb_header_t h;
-	if (rb_check_stored(p, len, &h) != OK) {
-		printf("# corrupt batch\n");
-		return;
-	}
-	if (rb_codec(&h) != RB_CODEC_NONE) {
-		printf("%" PRId64 "-%" PRId64 " (compressed batch, codec %d)\n", h.base_offset, rb_last_offset(&h),
-		       rb_codec(&h));
-		return;
-	}
-	reader_t r = reader_make(p + RB_HEADER_LEN, len - RB_HEADER_LEN);
-	for (int32_t i = 0; i < h.records_count && r.err == OK; i++) {
-		rb_record_t rec;
-		rb_record_next(&r, &rec);
-		int64_t off = h.base_offset + rec.offset_delta;
-		if (r.err != OK || off < from)
-			continue;
-		int64_t ts = (h.attributes & RB_ATTR_LOG_APPEND_TIME) ? h.max_timestamp
-								      : h.base_timestamp + rec.timestamp_delta;
-		printf("%" PRId64 " %" PRId64 " %.*s %.*s\n", off, ts, rec.key_null ? 1 : (int)rec.key.len,
-		       rec.key_null ? "-" : (const char *)rec.key.ptr, rec.value_null ? 1 : (int)rec.value.len,
-		       rec.value_null ? "-" : (const char *)rec.value.ptr);
-	}
+	(void)h;
+	if (off < *(const int64_t *)arg)
+		return 0;
+	printf("%" PRId64 " %" PRId64 " %.*s %.*s\n", off, ts, rec->key_null ? 1 : (int)rec->key.len,
+	       rec->key_null ? "-" : (const char *)rec->key.ptr, rec->value_null ? 1 : (int)rec->value.len,
+	       rec->value_null ? "-" : (const char *)rec->value.ptr);
+	return 0;
 }
 
 int cmd_dump(int argc, char **argv)
@@ -381,7 +366,8 @@ int cmd_dump(int argc, char **argv)
 		partition_info_t info;
 		partition_info(p, &info);
 		int64_t off = from < 0 ? info.log_start : from;
-		buf_t b = { 0 };
+		buf_t b = { 0 }, scratch = { 0 };
+		int64_t from_off = off;
 		while (rc == 0 && off < info.hwm) {
 			log_range_t r;
 			err = partition_read(p, off, 1 << 20, &r);
@@ -389,11 +375,8 @@ int cmd_dump(int argc, char **argv)
 				b.len = 0;
 				buf_reserve(&b, (size_t)r.len);
 				err = log_range_copy(&r, io_posix(), b.data);
-				for (int64_t pos = 0; err == OK && pos < r.len;) {
-					int64_t blen = RB_LOG_OVERHEAD + (int32_t)be32_load(b.data + pos + 8);
-					print_batch(b.data + pos, (size_t)blen, off);
-					pos += blen;
-				}
+				if (err == OK)
+					err = codec_walk_records(b.data, (size_t)r.len, &scratch, print_record, &from_off);
 				off = r.next_offset;
 			}
 			log_range_release(&r);
@@ -401,6 +384,7 @@ int cmd_dump(int argc, char **argv)
 				rc = fail_err("read", err);
 		}
 		buf_free(&b);
+		buf_free(&scratch);
 	}
 	topic_put(t);
 	storage_close(st);

@@ -180,3 +180,38 @@ err_t codec_validate_batch(const uint8_t *batch, size_t len)
 	buf_free(&out);
 	return rc;
 }
+
+err_t codec_walk_records(const uint8_t *data, size_t len, buf_t *scratch, rb_record_fn fn, void *arg)
+{
+	size_t pos = 0;
+	while (pos + RB_HEADER_LEN <= len) {
+		rb_header_t h;
+		int64_t blen = RB_LOG_OVERHEAD + (int32_t)be32_load(data + pos + 8);
+		if (blen < RB_HEADER_LEN || (size_t)blen > len - pos)
+			return ERR_CORRUPT;
+		err_t rc = rb_check_stored(data + pos, (size_t)blen, &h);
+		if (rc != OK)
+			return rc;
+		slice_t recs = slice_make(data + pos + RB_HEADER_LEN, (size_t)blen - RB_HEADER_LEN);
+		if (rb_codec(&h) != RB_CODEC_NONE) {
+			scratch->len = 0;
+			rc = codec_decompress(rb_codec(&h), recs, scratch, CODEC_MAX_OUT);
+			if (rc != OK)
+				return rc;
+			recs = slice_make(scratch->data, scratch->len);
+		}
+		reader_t r = reader_make(recs.ptr, recs.len);
+		for (int32_t i = 0; i < h.records_count; i++) {
+			rb_record_t rec;
+			rb_record_next(&r, &rec);
+			if (r.err != OK)
+				return ERR_CORRUPT;
+			int64_t ts = (h.attributes & RB_ATTR_LOG_APPEND_TIME) ? h.max_timestamp
+									      : h.base_timestamp + rec.timestamp_delta;
+			if (fn(arg, &h, &rec, h.base_offset + rec.offset_delta, ts) != 0)
+				return OK;
+		}
+		pos += (size_t)blen;
+	}
+	return OK;
+}

@@ -173,12 +173,61 @@ static void test_partition_stores_compressed_as_sent(void **state)
 	io_sim_free(sim);
 }
 
+typedef struct {
+	int64_t offsets[200];
+	int n, stop_at;
+} walk_t;
+
+static int collect(void *arg, const rb_header_t *h, const rb_record_t *rec, int64_t offset, int64_t ts)
+{
+	(void)h;
+	walk_t *w = arg;
+	char want[101];
+	tu_value((uint64_t)(offset % 20), 100, want);
+	assert_int_equal(rec->value.len, 100);
+	assert_memory_equal(rec->value.ptr, want, 100);
+	assert_int_equal(ts, 1000 + offset % 20);
+	w->offsets[w->n++] = offset;
+	return w->n == w->stop_at;
+}
+
+static void test_walk_records_across_codecs(void **state)
+{
+	(void)state;
+	/* A range as the log holds it: a zstd batch (offsets 0-19), then a plain one (20-39). */
+	buf_t range = { 0 }, b = { 0 }, scratch = { 0 };
+	compressed_batch(RB_CODEC_ZSTD, 20, false, &b);
+	rb_set_base_offset(b.data, 0);
+	buf_append(&range, b.data, b.len);
+	tu_batch(&b, 0, 20, 100, 1000);
+	rb_set_base_offset(b.data, 20);
+	buf_append(&range, b.data, b.len);
+	walk_t w = { .n = 0, .stop_at = -1 };
+	assert_int_equal(codec_walk_records(range.data, range.len, &scratch, collect, &w), OK);
+	assert_int_equal(w.n, 40);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(w.offsets[i], i);
+	/* The callback can stop the walk. */
+	walk_t w2 = { .n = 0, .stop_at = 25 };
+	assert_int_equal(codec_walk_records(range.data, range.len, &scratch, collect, &w2), OK);
+	assert_int_equal(w2.n, 25);
+	/* A damaged batch stops it with an error. */
+	range.data[range.len - 3] ^= 1;
+	walk_t w3 = { .n = 0, .stop_at = -1 };
+	assert_int_equal(codec_walk_records(range.data, range.len, &scratch, collect, &w3), ERR_CRC);
+	assert_int_equal(w3.n, 20);
+	buf_free(&range);
+	buf_free(&b);
+	buf_free(&scratch);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip_every_codec),
 		cmocka_unit_test(test_validate_compressed_batches),
 		cmocka_unit_test(test_partition_stores_compressed_as_sent),
+		cmocka_unit_test(test_walk_records_across_codecs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
