@@ -876,6 +876,86 @@ static void metrics_family(buf_t *b, const metrics_ctx_t *m, const char *name, c
 	}
 }
 
+typedef struct {
+	const metrics_ctx_t *m;
+	buf_t *b;
+	bool lag; /* second pass: lag; first: committed offsets */
+} lag_ctx_t;
+
+static void metrics_commit(void *arg_, const char *group, const char *topic, int32_t partition, int64_t offset)
+{
+	lag_ctx_t *c = arg_;
+	char line[800];
+	int64_t v = offset;
+	if (c->lag) {
+		v = -1;
+		for (size_t i = 0; i < c->m->n; i++)
+			if (c->m->rows[i].partition == partition && strcmp(c->m->rows[i].topic, topic) == 0)
+				v = c->m->rows[i].info.hwm > offset ? c->m->rows[i].info.hwm - offset : 0;
+		if (v < 0)
+			return; /* the topic is gone */
+	}
+	int n = snprintf(line, sizeof line, "%s{group=\"%s\",topic=\"%s\",partition=\"%d\"} %" PRId64 "\n",
+			 c->lag ? "factlog_group_lag_records" : "factlog_group_committed_offset", group, topic,
+			 partition, v);
+	if (n > 0 && (size_t)n < sizeof line)
+		buf_append(c->b, line, (size_t)n);
+}
+
+/* Storage-wide counters, the fsync histogram, connections and group lag. */
+static void metrics_storage(buf_t *b, http_server_t *s, const metrics_ctx_t *m)
+{
+	storage_stats_t *ss = storage_stats(s->st);
+	char t[4096];
+	int n = snprintf(t, sizeof t,
+			 "# HELP factlog_appends_total Batches appended (Kafka and HTTP).\n"
+			 "# TYPE factlog_appends_total counter\nfactlog_appends_total %" PRIu64 "\n"
+			 "# HELP factlog_append_bytes_total Bytes of batches appended.\n"
+			 "# TYPE factlog_append_bytes_total counter\nfactlog_append_bytes_total %" PRIu64 "\n"
+			 "# HELP factlog_append_records_total Records appended.\n"
+			 "# TYPE factlog_append_records_total counter\nfactlog_append_records_total %" PRIu64 "\n"
+			 "# HELP factlog_kafka_fetches_total Kafka Fetch responses.\n"
+			 "# TYPE factlog_kafka_fetches_total counter\nfactlog_kafka_fetches_total %" PRIu64 "\n"
+			 "# HELP factlog_kafka_fetch_bytes_total Record bytes sent in Kafka Fetch responses.\n"
+			 "# TYPE factlog_kafka_fetch_bytes_total counter\nfactlog_kafka_fetch_bytes_total %" PRIu64 "\n"
+			 "# HELP factlog_kafka_connections Open Kafka protocol connections.\n"
+			 "# TYPE factlog_kafka_connections gauge\nfactlog_kafka_connections %" PRId64 "\n"
+			 "# HELP factlog_fsync_duration_seconds Group-commit fsync rounds (one partition each).\n"
+			 "# TYPE factlog_fsync_duration_seconds histogram\n",
+			 (uint64_t)atomic_load(&ss->appends), (uint64_t)atomic_load(&ss->append_bytes),
+			 (uint64_t)atomic_load(&ss->append_records), (uint64_t)atomic_load(&ss->fetches),
+			 (uint64_t)atomic_load(&ss->fetch_bytes), (int64_t)atomic_load(&ss->kafka_connections));
+	buf_append(b, t, (size_t)n);
+	for (int i = 0; i < STATS_FSYNC_BUCKETS; i++) {
+		if (i + 1 < STATS_FSYNC_BUCKETS)
+			n = snprintf(t, sizeof t, "factlog_fsync_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+				     storage_fsync_bucket_le[i], (uint64_t)atomic_load(&ss->fsync_bucket[i]));
+		else
+			n = snprintf(t, sizeof t, "factlog_fsync_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+				     (uint64_t)atomic_load(&ss->fsyncs));
+		buf_append(b, t, (size_t)n);
+	}
+	n = snprintf(t, sizeof t,
+		     "factlog_fsync_duration_seconds_sum %.9f\nfactlog_fsync_duration_seconds_count %" PRIu64 "\n",
+		     (double)atomic_load(&ss->fsync_ns_sum) / 1e9, (uint64_t)atomic_load(&ss->fsyncs));
+	buf_append(b, t, (size_t)n);
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	n = snprintf(t, sizeof t,
+		     "# HELP factlog_http_connections Open HTTP connections.\n"
+		     "# TYPE factlog_http_connections gauge\nfactlog_http_connections %u\n"
+		     "# HELP factlog_group_committed_offset The offset a consumer group committed.\n"
+		     "# TYPE factlog_group_committed_offset gauge\n",
+		     di ? di->num_connections : 0u);
+	buf_append(b, t, (size_t)n);
+	lag_ctx_t lc = { m, b, false };
+	storage_commits_each(s->st, metrics_commit, &lc);
+	const char *lag_head = "# HELP factlog_group_lag_records Records between a group's commit and the high watermark.\n"
+			       "# TYPE factlog_group_lag_records gauge\n";
+	buf_append(b, lag_head, strlen(lag_head));
+	lc.lag = true;
+	storage_commits_each(s->st, metrics_commit, &lc);
+}
+
 static void route_metrics(hreq_t *r)
 {
 	http_server_t *s = r->srv;
@@ -907,6 +987,7 @@ static void route_metrics(hreq_t *r)
 	metrics_family(&b, &m, "factlog_partition_size_bytes", "gauge", "Bytes of batches on disk.", 2);
 	metrics_family(&b, &m, "factlog_partition_fsyncs_total", "counter",
 		       "Group-commit fsyncs that made data durable.", 3);
+	metrics_storage(&b, s, &m);
 	free(m.rows);
 	buf_put_u8(&b, 0);
 	r->status = 200;

@@ -1,6 +1,7 @@
 /* api_data.c -- Produce, Fetch and ListOffsets: the data path. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "core/compat.h"
@@ -307,6 +308,7 @@ static void fetch_release(fetch_result_t *res)
 static void fetch_respond(kreq_t *req)
 {
 	fetch_ctx_t *c = req->ctx;
+	atomic_fetch_add_explicit(&storage_stats(kreq_storage(req))->fetches, 1, memory_order_relaxed);
 	buf_t *b = &req->resp.mem;
 	int v = req->api_version;
 	kresp_begin(req);
@@ -338,6 +340,8 @@ static void fetch_respond(kreq_t *req)
 			if (v >= 11)
 				kw_i32(b, -1); /* preferred_read_replica */
 			kw_i32(b, (int32_t)res.bytes); /* records: never null */
+			atomic_fetch_add_explicit(&storage_stats(kreq_storage(req))->fetch_bytes, (uint64_t)res.bytes,
+						  memory_order_relaxed);
 			for (int j = 0; j < res.nranges; j++)
 				kresp_add_range(req, &res.ranges[j]);
 		}

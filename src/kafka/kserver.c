@@ -224,6 +224,7 @@ static void conn_maybe_free(kconn_t *c)
 	close(c->io.fd);
 	buf_free(&c->in);
 	atomic_fetch_sub(&w->srv->nconns, 1);
+	atomic_fetch_sub(&storage_stats(w->srv->st)->kafka_connections, 1);
 	free(c);
 }
 
@@ -448,6 +449,7 @@ static void on_accept(loop_io_t *io, uint32_t events)
 
 kconn_t *kafka_conn_new(kworker_t *w, int fd, const char *peer)
 {
+	atomic_fetch_add(&storage_stats(w->srv->st)->kafka_connections, 1);
 	kconn_t *c = calloc(1, sizeof *c);
 	ASSERT(c != NULL);
 	c->w = w;

@@ -606,6 +606,7 @@ err_t partition_append(partition_t *p, uint8_t *batch, size_t len, partition_wai
 	}
 	p->log_end = rb_last_offset(&h) + 1;
 	prod_record(&p->producers, &h);
+	partition_stats_append(p->env.stats, len, h.records_count);
 	res->base_offset = h.base_offset;
 	res->last_offset = rb_last_offset(&h);
 	res->log_start = p->segs[0]->base;
@@ -726,7 +727,10 @@ static err_t flush_once(partition_t *p)
 	}
 	pthread_mutex_unlock(&p->mu);
 
+	int64_t t0 = clock_mono_ns(p->env.clock);
 	err_t rc = sync_segments(p, list, sealing, n, dir_sync);
+	if (rc == OK && n > 0)
+		partition_stats_fsync(p->env.stats, clock_mono_ns(p->env.clock) - t0);
 
 	pthread_mutex_lock(&p->mu);
 	partition_waiter_t *done = NULL, *failed = NULL;

@@ -73,7 +73,14 @@ typedef struct {
 	/* Called (no lock held) after the high watermark advanced. May be NULL. */
 	void (*on_data)(void *arg, partition_t *p);
 	void *on_data_arg;
+	/* Counters to feed (appends, fsync latency); may be NULL. */
+	struct partition_stats *stats;
 } partition_env_t;
+
+/* What a partition reports; storage.h's storage_stats_t starts with exactly these fields. */
+struct partition_stats;
+void partition_stats_append(struct partition_stats *s, size_t bytes, int32_t records);
+void partition_stats_fsync(struct partition_stats *s, int64_t ns);
 
 typedef struct {
 	int64_t base_offset, last_offset;

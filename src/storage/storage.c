@@ -17,6 +17,35 @@
 #include "storage/meta.h"
 #include "storage/recordbatch.h"
 
+const double storage_fsync_bucket_le[STATS_FSYNC_BUCKETS] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+								 0.01,   0.025,   0.05,   0.1,   0.5,    1e300 };
+
+/* The partition-side view of storage_stats_t (see partition.h). */
+struct partition_stats {
+	storage_stats_t s;
+};
+
+void partition_stats_append(struct partition_stats *ps, size_t bytes, int32_t records)
+{
+	if (ps == NULL)
+		return;
+	atomic_fetch_add_explicit(&ps->s.appends, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&ps->s.append_bytes, bytes, memory_order_relaxed);
+	atomic_fetch_add_explicit(&ps->s.append_records, (uint64_t)records, memory_order_relaxed);
+}
+
+void partition_stats_fsync(struct partition_stats *ps, int64_t ns)
+{
+	if (ps == NULL)
+		return;
+	atomic_fetch_add_explicit(&ps->s.fsyncs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&ps->s.fsync_ns_sum, (uint64_t)ns, memory_order_relaxed);
+	double secs = (double)ns / 1e9;
+	for (int i = 0; i < STATS_FSYNC_BUCKETS; i++)
+		if (secs <= storage_fsync_bucket_le[i])
+			atomic_fetch_add_explicit(&ps->s.fsync_bucket[i], 1, memory_order_relaxed); /* cumulative */
+}
+
 struct topic {
 	storage_t *st;
 	char *name;
@@ -63,6 +92,7 @@ struct storage {
 	struct committed *commits;
 	size_t ncommits, capcommits;
 	commit_waiter_t *commit_waiters;
+	struct partition_stats stats;
 };
 
 struct committed {
@@ -351,6 +381,19 @@ bool storage_cancel_commit_wait(storage_t *st, commit_waiter_t *w)
 	return found;
 }
 
+storage_stats_t *storage_stats(storage_t *st)
+{
+	return &st->stats.s;
+}
+
+void storage_commits_each(storage_t *st, storage_commit_fn fn, void *arg)
+{
+	pthread_mutex_lock(&st->commit_mu);
+	for (size_t i = 0; i < st->ncommits; i++)
+		fn(arg, st->commits[i].group, st->commits[i].topic, st->commits[i].partition, st->commits[i].offset);
+	pthread_mutex_unlock(&st->commit_mu);
+}
+
 struct meta *storage_meta(storage_t *st)
 {
 	return st->meta;
@@ -412,7 +455,7 @@ static err_t topic_open_partitions(topic_t *t, int32_t total)
 	t->parts = realloc(t->parts, (size_t)total * sizeof *t->parts);
 	t->errs = realloc(t->errs, (size_t)total * sizeof *t->errs);
 	ASSERT(t->parts != NULL && t->errs != NULL);
-	partition_env_t env = { st->io, st->clock, on_dirty, t, on_data, t };
+	partition_env_t env = { st->io, st->clock, on_dirty, t, on_data, t, &st->stats };
 	for (int32_t i = t->n; i < total; i++) {
 		t->parts[i] = NULL;
 		t->errs[i] = topic_path(st, t->name, i, path, sizeof path);

@@ -116,6 +116,22 @@ int storage_wait_commit(storage_t *st, commit_waiter_t *w);
 /* Unregisters w; returns false if it already completed (or its callback is running). */
 bool storage_cancel_commit_wait(storage_t *st, commit_waiter_t *w);
 
+/* --- counters for /metrics, shared by every front door (relaxed atomics) --- */
+#define STATS_FSYNC_BUCKETS 12
+extern const double storage_fsync_bucket_le[STATS_FSYNC_BUCKETS]; /* seconds; the last is +Inf */
+typedef struct {
+	_Atomic uint64_t appends, append_bytes, append_records;
+	_Atomic uint64_t fetches, fetch_bytes;
+	_Atomic uint64_t fsyncs, fsync_ns_sum, fsync_bucket[STATS_FSYNC_BUCKETS];
+	_Atomic int64_t kafka_connections;
+} storage_stats_t;
+
+storage_stats_t *storage_stats(storage_t *st);
+/* Calls fn for every committed (group, topic, partition, offset). */
+typedef void (*storage_commit_fn)(void *arg, const char *group, const char *topic, int32_t partition,
+				  int64_t offset);
+void storage_commits_each(storage_t *st, storage_commit_fn fn, void *arg);
+
 /* The metadata store, for the front doors' own durable state. Thread-safe. */
 struct meta;
 struct meta *storage_meta(storage_t *st);

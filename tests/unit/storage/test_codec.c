@@ -138,7 +138,7 @@ static void test_partition_stores_compressed_as_sent(void **state)
 	int64_t now = 1000;
 	clock_src_t clk;
 	clock_manual_init(&clk, &now);
-	partition_env_t env = { io, &clk, NULL, NULL, NULL, NULL };
+	partition_env_t env = { io, &clk, NULL, NULL, NULL, NULL, NULL };
 	partition_config_t cfg;
 	tu_config(&cfg);
 	io->mkdir(io, "/p");

@@ -25,7 +25,7 @@ static void run_seed(uint64_t seed)
 	io_t *io = io_sim_io(sim);
 	clock_src_t clk;
 	clock_manual_init(&clk, &now_ms);
-	partition_env_t env = { io, &clk, NULL, NULL, NULL, NULL };
+	partition_env_t env = { io, &clk, NULL, NULL, NULL, NULL, NULL };
 	partition_config_t cfg;
 	tu_config(&cfg);
 	cfg.segment_bytes = 8 * 1024 + (int64_t)(tu_rng(&rng) % (24 * 1024));

@@ -59,7 +59,7 @@ static void run_seed(uint64_t seed)
 	io_t *io = io_sim_io(sim);
 	clock_src_t clk;
 	clock_manual_init(&clk, &now_ms);
-	partition_env_t env = { io, &clk, NULL, NULL, NULL, NULL };
+	partition_env_t env = { io, &clk, NULL, NULL, NULL, NULL, NULL };
 	partition_config_t cfg;
 	tu_config(&cfg);
 	cfg.segment_bytes = 4096 + (int64_t)(tu_rng(&rng) % 20000);
