@@ -40,6 +40,7 @@ typedef struct {
 	int max_inflight_requests;   /* per connection (default 64) */
 	int max_connections;         /* per server (default 10000) */
 	int64_t idle_timeout_ms;     /* close connections idle this long (default 600000) */
+	int64_t request_timeout_ms;  /* close a connection whose request stays incomplete this long (30000) */
 	int32_t group_initial_delay_ms; /* an empty group's first rebalance waits this for more members (500) */
 } kafka_opts_t;
 

@@ -40,6 +40,7 @@ struct kworker {
 	pthread_t thread;
 	int listen_fd; /* the server's */
 	loop_io_t listen_io;
+	loop_timer_t accept_retry; /* after EMFILE: stop accepting for a moment instead of spinning */
 	kconn_t *conns; /* doubly linked */
 	kreq_t *parked; /* fetches waiting for data */
 	loop_task_t data_task;
@@ -92,6 +93,7 @@ struct kconn {
 	int send_file;     /* index of the file range being sent */
 	int64_t send_file_off;
 	bool closing, reading_paused, kick_posted;
+	loop_timer_t partial_timer; /* armed while a frame is incomplete (slowloris) */
 	loop_task_t kick_task; /* writes, resumes reading, frees: never inside a handler's call stack */
 	loop_timer_t idle_timer;
 	char peer[64];

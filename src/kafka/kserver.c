@@ -40,6 +40,7 @@ void kafka_opts_default(kafka_opts_t *o)
 	o->max_inflight_requests = 64;
 	o->max_connections = 10000;
 	o->idle_timeout_ms = 600000;
+	o->request_timeout_ms = 30000;
 	o->group_initial_delay_ms = 500;
 }
 
@@ -193,6 +194,7 @@ static void conn_close(kconn_t *c, const char *why)
 	c->closing = true;
 	loop_io_del(c->w->loop, &c->io);
 	loop_timer_stop(c->w->loop, &c->idle_timer);
+	loop_timer_stop(c->w->loop, &c->partial_timer);
 	for (kreq_t *r = c->head; r != NULL; r = r->next)
 		if (r->parked) {
 			kreq_unpark(r);
@@ -382,6 +384,13 @@ static void on_idle(loop_timer_t *t)
 	conn_close(c, "idle timeout");
 }
 
+static void on_partial_timeout(loop_timer_t *t)
+{
+	kconn_t *c = t->data;
+	if (c->in.len > 0 && !c->reading_paused)
+		conn_close(c, "request incomplete for too long");
+}
+
 static void on_conn_io(loop_io_t *io, uint32_t events)
 {
 	kconn_t *c = io->data;
@@ -415,10 +424,23 @@ static void on_conn_io(loop_io_t *io, uint32_t events)
 		}
 		if (c->in.len == 0 && c->in.cap > 4 * READ_CHUNK)
 			buf_free(&c->in); /* give back a buffer grown by one large request */
+		/* A request that stays incomplete (one byte a second...) is not activity: it times out. */
+		if (c->in.len == 0 || c->reading_paused)
+			loop_timer_stop(c->w->loop, &c->partial_timer);
+		else if (!loop_timer_armed(&c->partial_timer))
+			loop_timer_start(c->w->loop, &c->partial_timer, o->request_timeout_ms);
 	}
 	if (!conn_write(c))
 		return;
 	conn_update_events(c);
+}
+
+static void on_accept(loop_io_t *io, uint32_t events);
+
+static void on_accept_retry(loop_timer_t *t)
+{
+	kworker_t *w = t->data;
+	loop_io_add(w->loop, &w->listen_io, EPOLLIN | EPOLLEXCLUSIVE);
 }
 
 static void on_accept(loop_io_t *io, uint32_t events)
@@ -429,8 +451,16 @@ static void on_accept(loop_io_t *io, uint32_t events)
 		struct sockaddr_in peer;
 		socklen_t plen = sizeof peer;
 		int fd = accept4(w->listen_fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* Out of descriptors: the listener stays readable, so stop watching it for a
+				 * moment rather than spin; pending clients wait in the backlog. */
+				log_warn("kafka: cannot accept (%s); pausing accepts for 100 ms", strerror(errno));
+				loop_io_del(w->loop, &w->listen_io);
+				loop_timer_start(w->loop, &w->accept_retry, 100);
+			}
 			return;
+		}
 		if (atomic_fetch_add(&w->srv->nconns, 1) >= w->srv->opts.max_connections) {
 			atomic_fetch_sub(&w->srv->nconns, 1);
 			log_warn("kafka: refusing a connection: max_connections (%d) reached",
@@ -459,6 +489,8 @@ kconn_t *kafka_conn_new(kworker_t *w, int fd, const char *peer)
 	snprintf(c->peer, sizeof c->peer, "%s", peer);
 	c->idle_timer.cb = on_idle;
 	c->idle_timer.data = c;
+	c->partial_timer.cb = on_partial_timeout;
+	c->partial_timer.data = c;
 	c->kick_task.cb = conn_kick;
 	c->kick_task.data = c;
 	c->next = w->conns;
@@ -586,6 +618,8 @@ err_t kafka_server_start(storage_t *st, const kafka_opts_t *opts, kafka_server_t
 			w->listen_io.fd = lfd;
 			w->listen_io.cb = on_accept;
 			w->listen_io.data = w;
+			w->accept_retry.cb = on_accept_retry;
+			w->accept_retry.data = w;
 			rc = loop_io_add(w->loop, &w->listen_io, EPOLLIN | EPOLLEXCLUSIVE);
 		}
 	}

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ static const char serve_usage[] =
 	"  --kafka-threads N    event-loop threads (default: one per CPU)\n"
 	"  --max-request-bytes N   largest request accepted (default 104857600)\n"
 	"  --max-connections N  connections accepted at once (default 10000)\n"
+	"  --request-timeout-ms N  close a connection whose request stays incomplete this long (30000)\n"
 	"  --group-initial-delay-ms N  a new group's first rebalance waits for more members (default 500)\n"
 	"  --flush POLICY       always: an acknowledged append is fsynced (default)\n"
 	"                       interval:MS: fsync every MS milliseconds; acks do not wait\n"
@@ -105,6 +107,7 @@ int cmd_serve(int argc, char **argv)
 		{ "http-listen", required_argument, NULL, 'H' },
 		{ "max-body-bytes", required_argument, NULL, 'B' },
 		{ "dedup-window-ms", required_argument, NULL, 'D' },
+		{ "request-timeout-ms", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	cli_storage_flags_t f = { 0 };
@@ -143,6 +146,7 @@ int cmd_serve(int argc, char **argv)
 			break;
 		case 'B': ho.max_body_bytes = (size_t)atoll(optarg); break;
 		case 'D': ho.dedup_window_ms = atoll(optarg); break;
+		case 'R': ko.request_timeout_ms = atoll(optarg); break;
 		case 'd': f.data_dir = optarg; break;
 		case 'f': f.flush = optarg; break;
 		case 'l': f.log_level = optarg; break;
@@ -153,7 +157,7 @@ int cmd_serve(int argc, char **argv)
 	}
 	if (optind != argc || retention_ms <= 0 || ko.default_partitions < 1 || ko.default_partitions > 10000 ||
 	    ko.threads < 1 || ko.threads > 256 || ko.max_request_bytes < 1024 || ko.max_connections < 1 ||
-	    ko.group_initial_delay_ms < 0 || ko.group_initial_delay_ms > 300000) {
+	    ko.group_initial_delay_ms < 0 || ko.group_initial_delay_ms > 300000 || ko.request_timeout_ms < 100) {
 		fputs(serve_usage, stderr);
 		return 2;
 	}
@@ -167,6 +171,13 @@ int cmd_serve(int argc, char **argv)
 		return 2;
 	}
 	o.flush_threads = flush_threads;
+
+	/* Descriptors: one per connection and per segment; take the hard limit rather than the shell's 1024. */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
 
 	/* Block the stop signals before any thread starts, then wait for them on this thread. */
 	sigset_t stop;

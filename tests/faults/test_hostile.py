@@ -1,0 +1,197 @@
+"""Hostile clients: slowloris, idle-connection floods past the limit, connection storms, absurd counts
+and endless tagged fields. Connections are closed or limited, memory stays bounded, and a well-behaved
+client is served throughout."""
+import os
+import resource
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+from confluent_kafka.admin import AdminClient
+
+BIN = os.environ["FACTLOG_BIN"]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Server:
+    def __init__(self, *extra):
+        self.root = tempfile.mkdtemp(prefix="factlog-hostile-")
+        self.port = free_port()
+        self.log = os.path.join(self.root, "server.log")
+        self.proc = subprocess.Popen([BIN, "serve", "--data", os.path.join(self.root, "data"), "--kafka-listen",
+                                      "127.0.0.1:%d" % self.port, "--http-listen", "127.0.0.1:0",
+                                      "--auto-create-topics", "--log-level", "info"] + list(extra),
+                                     stderr=open(self.log, "ab"))
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                assert self.proc.poll() is None, open(self.log).read()[-2000:]
+                time.sleep(0.05)
+        raise AssertionError("server did not start")
+
+    def healthy(self):
+        """A real client gets metadata."""
+        assert self.proc.poll() is None, "the server died:\n" + open(self.log).read()[-3000:]
+        md = AdminClient({"bootstrap.servers": "127.0.0.1:%d" % self.port}).list_topics(timeout=10)
+        assert 0 in md.brokers, md.brokers
+
+    def rss_mb(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        subprocess.run(["rm", "-rf", self.root])
+
+
+def closed_by_server(sock, timeout=3.0):
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def test_slowloris_is_cut_off_and_others_are_served():
+    s = Server("--request-timeout-ms", "1000")
+    try:
+        slow = socket.create_connection(("127.0.0.1", s.port))
+        slow.sendall(struct.pack(">i", 100))  # promises 100 bytes...
+        start = time.time()
+        cut = False
+        while time.time() - start < 6:
+            try:
+                slow.sendall(b"x")  # ...and sends one byte at a time
+            except OSError:
+                cut = True
+                break
+            s.healthy()
+            slow.settimeout(0.3)
+            try:
+                if slow.recv(1) == b"":
+                    cut = True
+                    break
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                cut = True
+                break
+        assert cut, "a request trickling in byte by byte was never cut off"
+        assert time.time() - start < 4, "cut off only after %.1f s (timeout 1 s)" % (time.time() - start)
+        assert "request incomplete for too long" in open(s.log).read()
+        s.healthy()
+    finally:
+        s.stop()
+
+
+def test_connections_past_the_limit_are_refused_and_memory_stays_bounded():
+    raise_nofile()
+    s = Server("--max-connections", "300")
+    socks = []
+    try:
+        for _ in range(400):
+            socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=5))
+        time.sleep(0.5)
+        refused = sum(1 for c in socks[300:] if closed_by_server(c, 2.0))
+        assert refused >= 90, "only %d of the 100 connections past the limit were closed" % refused
+        kept = sum(1 for c in socks[:50] if not closed_by_server(c, 0.05))
+        assert kept == 50, "connections under the limit were closed"
+        assert s.rss_mb() < 300, "RSS %.0f MB with 300 idle connections" % s.rss_mb()
+        for c in socks:
+            c.close()
+        socks = []
+        time.sleep(0.5)
+        s.healthy()  # the slots came back
+    finally:
+        for c in socks:
+            c.close()
+        s.stop()
+
+
+def test_two_thousand_idle_connections():
+    raise_nofile()
+    s = Server()
+    socks = []
+    try:
+        for _ in range(2000):
+            socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=5))
+        s.healthy()
+        rss = s.rss_mb()
+        assert rss < 300, "RSS %.0f MB with 2,000 idle connections" % rss
+    finally:
+        for c in socks:
+            c.close()
+        s.stop()
+
+
+def test_connection_storm():
+    s = Server()
+    try:
+        deadline = time.time() + 20
+        n = 0
+        while n < 3000 and time.time() < deadline:
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+            if n % 3 == 0:
+                c.sendall(struct.pack(">ihhi", 10, 18, 0, n) + struct.pack(">h", -1))  # ApiVersions v0
+            c.close()
+            n += 1
+        assert n == 3000, "only %d connections in 20 s" % n
+        s.healthy()
+    finally:
+        s.stop()
+
+
+def test_absurd_counts_and_endless_tags():
+    s = Server()
+    try:
+        # Metadata v1 claiming 10^9 topics in a 20-byte body.
+        body = struct.pack(">hhih", 3, 1, 7, -1) + struct.pack(">i", 1000000000) + b"\x00" * 8
+        c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        c.sendall(struct.pack(">i", len(body)) + body)
+        assert closed_by_server(c), "a count of 10^9 was not refused"
+        # ApiVersions v3 with a header tag section claiming 2^32 tagged fields.
+        body = struct.pack(">hhih", 18, 3, 8, -1) + b"\xff\xff\xff\xff\x0f" + b"\x00" * 10
+        c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        c.sendall(struct.pack(">i", len(body)) + body)
+        c.settimeout(3)
+        try:
+            data = c.recv(4096)
+        except (ConnectionResetError, socket.timeout):
+            data = b""
+        assert data == b"" or len(data) < 4096, "unexpected answer to endless tagged fields"
+        # A frame header of 2^31 - 1 bytes.
+        c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        c.sendall(struct.pack(">i", 2 ** 31 - 1) + b"\x00" * 16)
+        assert closed_by_server(c), "a 2 GiB frame was not refused"
+        assert s.rss_mb() < 200, "RSS %.0f MB after hostile frames" % s.rss_mb()
+        s.healthy()
+    finally:
+        s.stop()
