@@ -55,7 +55,7 @@ faults: deps-test $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 	CRASH_SEEDS=5000 ./$(BUILD)/tests/test_crash
 	MODEL_SEEDS=400 ./$(BUILD)/tests/test_model
-	tests/faults/run.sh $(BUILD)/factlog $(BUILD)/tests/faults/fsync_fail.so
+	KILLS=200 tests/faults/run.sh $(BUILD)/factlog $(BUILD)/tests/faults/fsync_fail.so
 
 bench: deps-test $(BUILD)/build.ninja
 	ninja -C $(BUILD)
