@@ -94,6 +94,7 @@ struct kconn {
 	int64_t send_file_off;
 	bool closing, reading_paused, kick_posted;
 	loop_timer_t partial_timer; /* armed while a frame is incomplete (slowloris) */
+	int64_t last_active_ns;     /* the last bytes received */
 	loop_task_t kick_task; /* writes, resumes reading, frees: never inside a handler's call stack */
 	loop_timer_t idle_timer;
 	char peer[64];

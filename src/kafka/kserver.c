@@ -403,6 +403,7 @@ static void on_conn_io(loop_io_t *io, uint32_t events)
 	if (events & EPOLLIN) {
 		kafka_opts_t *o = &c->w->srv->opts;
 		loop_timer_start(c->w->loop, &c->idle_timer, o->idle_timeout_ms);
+		c->last_active_ns = loop_now_ns();
 		for (int round = 0; round < 16; round++) {
 			buf_reserve(&c->in, READ_CHUNK);
 			ssize_t n = recv(c->io.fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
@@ -462,11 +463,21 @@ static void on_accept(loop_io_t *io, uint32_t events)
 			return;
 		}
 		if (atomic_fetch_add(&w->srv->nconns, 1) >= w->srv->opts.max_connections) {
-			atomic_fetch_sub(&w->srv->nconns, 1);
-			log_warn("kafka: refusing a connection: max_connections (%d) reached",
-				 w->srv->opts.max_connections);
-			close(fd);
-			continue;
+			/* At the limit: make room by closing this loop's longest-idle connection (nothing in
+			 * flight), as nginx drains keep-alive connections; refuse only if none is idle. */
+			kconn_t *victim = NULL;
+			for (kconn_t *c = w->conns; c != NULL; c = c->next)
+				if (!c->closing && c->head == NULL && c->in.len == 0 &&
+				    (victim == NULL || c->last_active_ns < victim->last_active_ns))
+					victim = c;
+			if (victim == NULL) {
+				atomic_fetch_sub(&w->srv->nconns, 1);
+				log_warn("kafka: refusing a connection: max_connections (%d) reached and none idle",
+					 w->srv->opts.max_connections);
+				close(fd);
+				continue;
+			}
+			conn_close(victim, "the longest idle connection makes room (max_connections reached)");
 		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -493,6 +504,7 @@ kconn_t *kafka_conn_new(kworker_t *w, int fd, const char *peer)
 	c->partial_timer.data = c;
 	c->kick_task.cb = conn_kick;
 	c->kick_task.data = c;
+	c->last_active_ns = loop_now_ns();
 	c->next = w->conns;
 	if (w->conns)
 		w->conns->prev = c;

@@ -112,40 +112,43 @@ def test_slowloris_is_cut_off_and_others_are_served():
         s.stop()
 
 
-def test_connections_past_the_limit_are_refused_and_memory_stays_bounded():
+def test_connections_past_the_limit_evict_the_longest_idle():
     raise_nofile()
     s = Server("--max-connections", "300")
     socks = []
     try:
         for _ in range(400):
             socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=5))
+            time.sleep(0.001)
         time.sleep(0.5)
-        refused = sum(1 for c in socks[300:] if closed_by_server(c, 2.0))
-        assert refused >= 90, "only %d of the 100 connections past the limit were closed" % refused
-        kept = sum(1 for c in socks[:50] if not closed_by_server(c, 0.05))
-        assert kept == 50, "connections under the limit were closed"
+        closed = [i for i, c in enumerate(socks) if closed_by_server(c, 0.05)]
+        assert len(closed) >= 90, "only %d connections were closed with 400 open and a limit of 300" % len(closed)
+        assert max(closed) < 300, "a recent connection was closed before older idle ones: %r" % closed[-5:]
+        assert not any(closed_by_server(c, 0.05) for c in socks[-50:]), "the newest connections were closed"
         assert s.rss_mb() < 300, "RSS %.0f MB with 300 idle connections" % s.rss_mb()
-        for c in socks:
-            c.close()
-        socks = []
-        time.sleep(0.5)
-        s.healthy()  # the slots came back
+        s.healthy()  # a new client at the limit gets in: an idle connection makes room
+        assert "the longest idle connection makes room" in open(s.log).read()
     finally:
         for c in socks:
             c.close()
         s.stop()
 
 
-def test_two_thousand_idle_connections():
+def test_ten_thousand_idle_connections():
     raise_nofile()
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    n = min(10000, soft - 200)
+    assert n >= 2000, "this machine allows only %d descriptors per process" % soft
+    if n < 10000:
+        print("descriptor limit %d: testing %d idle connections instead of 10,000" % (soft, n))
     s = Server()
     socks = []
     try:
-        for _ in range(2000):
+        for _ in range(n):
             socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=5))
         s.healthy()
         rss = s.rss_mb()
-        assert rss < 300, "RSS %.0f MB with 2,000 idle connections" % rss
+        assert rss < 400, "RSS %.0f MB with %d idle connections" % (rss, n)
     finally:
         for c in socks:
             c.close()
