@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 10
 
 MESON_FLAGS = -Dwerror=true -Dwarning_level=3 -Dc_std=c17
 
-.PHONY: all build run test test-unit test-asan test-fuzz fuzz faults bench clean deps-run deps-test
+.PHONY: all build run test test-unit test-asan test-fuzz fuzz faults bench clean deps-run deps-test deps-bench
 
 all: build
 
@@ -18,6 +18,9 @@ deps-run:
 
 deps-test:
 	@scripts/install-deps test
+
+deps-bench:
+	@scripts/install-deps bench
 
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) --buildtype=debugoptimized $(MESON_FLAGS)
@@ -57,11 +60,12 @@ faults: deps-test $(BUILD)/build.ninja
 	MODEL_SEEDS=400 ./$(BUILD)/tests/test_model
 	KILLS=200 tests/faults/run.sh $(BUILD)/factlog $(BUILD)/tests/faults/fsync_fail.so
 
-bench: deps-test $(BUILD)/build.ninja
+bench: deps-bench $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 	bench/storage.sh $(BUILD)
 	bench/kafka.sh $(BUILD)
 	bench/http.sh $(BUILD)
+	bench/compare $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZ)
