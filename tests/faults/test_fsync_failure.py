@@ -3,48 +3,14 @@ and a restart (without the fault) recovers every acknowledged record cleanly.
 
 An LD_PRELOAD shim (fsync_fail.so) makes fdatasync/fsync fail while a flag file exists."""
 import os
-import signal
-import socket
-import subprocess
 import tempfile
 import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-BIN = os.environ["FACTLOG_BIN"]
+from broker import Broker
+
 SHIM = os.environ["FACTLOG_FSYNC_SHIM"]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def start(data, port, log, env):
-    proc = subprocess.Popen([BIN, "serve", "--data", data, "--kafka-listen", "127.0.0.1:%d" % port,
-                             "--http-listen", "127.0.0.1:0", "--auto-create-topics", "--log-level", "info"],
-                            stderr=open(log, "ab"), env=env)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            assert proc.poll() is None, "the server exited: " + open(log).read()[-2000:]
-            time.sleep(0.05)
-    raise AssertionError("the server did not start")
-
-
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 def produce(bootstrap, topic, values, timeout_ms=4000):
@@ -75,11 +41,9 @@ def read_all(bootstrap, topic, expect, timeout=20):
 
 def test_fsync_failure_is_fatal_and_recovers():
     root = tempfile.mkdtemp(prefix="factlog-fault-")
-    data, log, flag = os.path.join(root, "data"), os.path.join(root, "server.log"), os.path.join(root, "fail")
-    port = free_port()
-    bootstrap = "127.0.0.1:%d" % port
-    env = dict(os.environ, LD_PRELOAD=SHIM, FACTLOG_FAIL_FSYNC_FLAG=flag)
-    proc = start(data, port, log, env)
+    flag = os.path.join(root, "fail")
+    b = Broker(env=dict(os.environ, LD_PRELOAD=SHIM, FACTLOG_FAIL_FSYNC_FLAG=flag), root=root)
+    bootstrap = b.bootstrap
     try:
         acked1, failed1 = produce(bootstrap, "f", [b"before-%d" % i for i in range(500)])
         assert len(acked1) == 500 and not failed1, failed1[:3]
@@ -87,8 +51,7 @@ def test_fsync_failure_is_fatal_and_recovers():
         acked2, failed2 = produce(bootstrap, "f", [b"during-%d" % i for i in range(200)])
         assert not acked2, "a write was acknowledged although fdatasync failed: %r" % acked2[:3]
         assert failed2, "the producer saw no error"
-        text = open(log).read()
-        assert "FAILED after an I/O error" in text, text[-3000:]
+        assert "FAILED after an I/O error" in b.log_tail(100000), b.log_tail()
         # Never retried: removing the fault does not bring the partition back while running.
         os.unlink(flag)
         acked3, failed3 = produce(bootstrap, "f", [b"after-fault-%d" % i for i in range(20)], 3000)
@@ -96,9 +59,9 @@ def test_fsync_failure_is_fatal_and_recovers():
     finally:
         if os.path.exists(flag):
             os.unlink(flag)
-        stop(proc)
+        b.stop()
     # A restart recovers from disk: every acknowledged record is there, and writes work again.
-    proc = start(data, port, log, dict(os.environ))
+    b.start(dict(os.environ))
     try:
         got = read_all(bootstrap, "f", 500)
         for value, offset, _ in acked1:
@@ -106,5 +69,4 @@ def test_fsync_failure_is_fatal_and_recovers():
         acked4, failed4 = produce(bootstrap, "f", [b"after-restart-%d" % i for i in range(50)])
         assert len(acked4) == 50 and not failed4, failed4[:3]
     finally:
-        stop(proc)
-    subprocess.run(["rm", "-rf", root])
+        b.remove()

@@ -1,68 +1,21 @@
 """Hostile clients: slowloris, idle-connection floods past the limit, connection storms, absurd counts
 and endless tagged fields. Connections are closed or limited, memory stays bounded, and a well-behaved
 client is served throughout."""
-import os
 import resource
-import signal
 import socket
 import struct
-import subprocess
-import tempfile
 import time
 
 from confluent_kafka.admin import AdminClient
 
-BIN = os.environ["FACTLOG_BIN"]
+from broker import Broker
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Server:
-    def __init__(self, *extra):
-        self.root = tempfile.mkdtemp(prefix="factlog-hostile-")
-        self.port = free_port()
-        self.log = os.path.join(self.root, "server.log")
-        self.proc = subprocess.Popen([BIN, "serve", "--data", os.path.join(self.root, "data"), "--kafka-listen",
-                                      "127.0.0.1:%d" % self.port, "--http-listen", "127.0.0.1:0",
-                                      "--auto-create-topics", "--log-level", "info"] + list(extra),
-                                     stderr=open(self.log, "ab"))
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                assert self.proc.poll() is None, open(self.log).read()[-2000:]
-                time.sleep(0.05)
-        raise AssertionError("server did not start")
-
+class Server(Broker):
     def healthy(self):
         """A real client gets metadata."""
-        assert self.proc.poll() is None, "the server died:\n" + open(self.log).read()[-3000:]
-        md = AdminClient({"bootstrap.servers": "127.0.0.1:%d" % self.port}).list_topics(timeout=10)
+        assert self.proc.poll() is None, "the server died:\n" + self.log_tail()
+        md = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=10)
         assert 0 in md.brokers, md.brokers
-
-    def rss_mb(self):
-        with open("/proc/%d/status" % self.proc.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        subprocess.run(["rm", "-rf", self.root])
 
 
 def closed_by_server(sock, timeout=3.0):
@@ -106,10 +59,10 @@ def test_slowloris_is_cut_off_and_others_are_served():
                 break
         assert cut, "a request trickling in byte by byte was never cut off"
         assert time.time() - start < 4, "cut off only after %.1f s (timeout 1 s)" % (time.time() - start)
-        assert "request incomplete for too long" in open(s.log).read()
+        assert "request incomplete for too long" in s.log_tail(100000)
         s.healthy()
     finally:
-        s.stop()
+        s.remove()
 
 
 def test_connections_past_the_limit_evict_the_longest_idle():
@@ -127,11 +80,11 @@ def test_connections_past_the_limit_evict_the_longest_idle():
         assert not any(closed_by_server(c, 0.05) for c in socks[-50:]), "the newest connections were closed"
         assert s.rss_mb() < 300, "RSS %.0f MB with 300 idle connections" % s.rss_mb()
         s.healthy()  # a new client at the limit gets in: an idle connection makes room
-        assert "the longest idle connection makes room" in open(s.log).read()
+        assert "the longest idle connection makes room" in s.log_tail(100000)
     finally:
         for c in socks:
             c.close()
-        s.stop()
+        s.remove()
 
 
 def test_ten_thousand_idle_connections():
@@ -152,7 +105,7 @@ def test_ten_thousand_idle_connections():
     finally:
         for c in socks:
             c.close()
-        s.stop()
+        s.remove()
 
 
 def test_connection_storm():
@@ -169,7 +122,7 @@ def test_connection_storm():
         assert n == 3000, "only %d connections in 20 s" % n
         s.healthy()
     finally:
-        s.stop()
+        s.remove()
 
 
 def test_absurd_counts_and_endless_tags():
@@ -197,4 +150,4 @@ def test_absurd_counts_and_endless_tags():
         assert s.rss_mb() < 200, "RSS %.0f MB after hostile frames" % s.rss_mb()
         s.healthy()
     finally:
-        s.stop()
+        s.remove()

@@ -4,49 +4,20 @@ every acknowledged record is present at its offset and byte-identical, offsets a
 appears twice (the idempotent producer's retries were deduplicated across restarts)."""
 import os
 import random
-import signal
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-BIN = os.environ["FACTLOG_BIN"]
+from broker import Broker
+
 KILLS = int(os.environ.get("KILLS", "8"))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def start(data, port, log):
-    proc = subprocess.Popen([BIN, "serve", "--data", data, "--kafka-listen", "127.0.0.1:%d" % port,
-                             "--http-listen", "127.0.0.1:0", "--auto-create-topics",
-                             "--default-partitions", "3", "--log-level", "warn"], stderr=open(log, "ab"))
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            assert proc.poll() is None, "the server exited:\n" + open(log).read()[-3000:]
-            time.sleep(0.02)
-    raise AssertionError("the server did not start")
 
 
 def test_kill9_storm_idempotent_acks_all():
     rnd = random.Random(int(os.environ.get("STORM_SEED", "7")))
-    root = tempfile.mkdtemp(prefix="factlog-storm-")
-    data, log = os.path.join(root, "data"), os.path.join(root, "server.log")
-    port = free_port()
-    bootstrap = "127.0.0.1:%d" % port
-    proc = start(data, port, log)
+    b = Broker("--default-partitions", "3")
+    bootstrap = b.bootstrap
     acked = {}  # value -> (partition, offset)
     failed = []
     lock = threading.Lock()
@@ -82,9 +53,8 @@ def test_kill9_storm_idempotent_acks_all():
     try:
         for _ in range(KILLS):
             time.sleep(rnd.uniform(0.1, 0.6))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-            proc = start(data, port, log)
+            b.kill9()
+            b.start()
         time.sleep(0.5)
     finally:
         stop.set()
@@ -109,8 +79,7 @@ def test_kill9_storm_idempotent_acks_all():
         if not batch and seen >= expect_total:
             break
     c.close()
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(15)
+    b.stop()
     problems = []
     for value, (p, off) in acked.items():
         if got[p].get(off) != value:
@@ -126,4 +95,4 @@ def test_kill9_storm_idempotent_acks_all():
     assert not problems, "\n".join(problems[:10])
     print("storm: %d kills, %d acknowledged records all present, %d in the log, no duplicates"
           % (KILLS, len(acked), len(values)))
-    subprocess.run(["rm", "-rf", root])
+    b.remove()
