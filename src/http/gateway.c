@@ -189,12 +189,18 @@ static void complete_one(hreq_t *r)
 	pthread_mutex_unlock(&r->mu);
 }
 
+static void hreq_unref(hreq_t *r);
+
+/* Flusher thread. Each registered waiter holds a reference, so a request answered and freed by MHD at
+ * shutdown stays valid until the storage completes (or fails) its waiters. */
 static void on_durable(partition_waiter_t *w, err_t status)
 {
 	hwait_t *hw = (hwait_t *)w;
+	hreq_t *r = hw->req;
 	if (status != OK)
-		hw->req->wait_err = status;
-	complete_one(hw->req);
+		r->wait_err = status;
+	complete_one(r);
+	hreq_unref(r);
 }
 
 static void hreq_unref(hreq_t *r)
@@ -590,8 +596,7 @@ static void route_produce(hreq_t *r, const char *tname)
 		if (rc->dup)
 			continue;
 		rc->dedup_key = strdup(key);
-		memcpy(rc->topic, tname, strnlen(tname, TOPIC_NAME_MAX) + 1 > sizeof rc->topic ? sizeof rc->topic - 1
-												: strnlen(tname, TOPIC_NAME_MAX) + 1);
+		memcpy(rc->topic, tname, strnlen(tname, TOPIC_NAME_MAX)); /* calloc'd: stays terminated */
 		const char *pk = ce_get(&evs.v[i], "partitionkey");
 		part_of[i] = pk ? ce_partition_for_key(slice_cstr(pk), nparts)
 				: (int32_t)(atomic_fetch_add(&s->rr, 1) % (uint64_t)nparts);
@@ -627,6 +632,7 @@ static void route_produce(hreq_t *r, const char *tname)
 				if (!res.ack_now) {
 					r->nwaits++;
 					r->remaining++;
+					atomic_fetch_add(&r->refs, 1); /* released by on_durable */
 				}
 				int64_t off = res.base_offset;
 				for (int i = 0; i < evs.n; i++)
