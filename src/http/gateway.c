@@ -30,7 +30,7 @@
 #include "core/fl_assert.h"
 #include "core/log.h"
 #include "core/loop.h"
-#include "http/cloudevents.h"
+#include "event/cloudevents.h"
 #include "http/http.h"
 #include "storage/codec.h"
 #include "storage/recordbatch.h"
@@ -614,9 +614,12 @@ static void route_produce(hreq_t *r, const char *tname)
 			if (part_of[i] != p)
 				continue;
 			slice_t key, value;
+			ce_kv_t ceh[CE_ATTRS_MAX];
 			rb_kv_t hdrs[CE_ATTRS_MAX];
 			char names[CE_ATTRS_MAX][32];
-			int nh = ce_to_record(&evs.v[i], &key, &value, hdrs, names, CE_ATTRS_MAX);
+			int nh = ce_to_record(&evs.v[i], &key, &value, ceh, names, CE_ATTRS_MAX);
+			for (int h = 0; h < nh; h++)
+				hdrs[h] = (rb_kv_t){ .key = ceh[h].key, .value = ceh[h].value, .value_null = false };
 			rb_builder_add(&b, now, key, value, hdrs, nh);
 			cnt++;
 		}
@@ -679,6 +682,24 @@ typedef struct {
 	int64_t from, limit, next;
 } read_ctx_t;
 
+/* A stored record as a JSON CloudEvent: its raw headers walked into the event module's form. */
+static json_t *record_json(const rb_record_t *rec, int64_t ts, const char *topic, int32_t partition, int64_t offset)
+{
+	ce_kv_t hdrs[64];
+	int n = 0;
+	reader_t hr = reader_make(rec->headers.ptr, rec->headers.len);
+	for (int32_t i = 0; i < rec->headers_count && n < 64; i++) {
+		rb_record_header_next(&hr, &hdrs[n].key, &hdrs[n].value, &hdrs[n].value_null);
+		if (hr.err != OK)
+			break;
+		n++;
+	}
+	ce_kafka_record_t k = { .topic = topic, .partition = partition, .offset = offset, .timestamp = ts,
+				.key = rec->key, .value = rec->value, .key_null = rec->key_null,
+				.value_null = rec->value_null, .headers = hdrs, .nheaders = n };
+	return ce_record_to_json(&k);
+}
+
 static int read_record(void *arg_, const rb_header_t *h, const rb_record_t *rec, int64_t offset, int64_t ts)
 {
 	(void)h;
@@ -687,7 +708,7 @@ static int read_record(void *arg_, const rb_header_t *h, const rb_record_t *rec,
 		return 0;
 	if ((int64_t)json_array_size(c->arr) >= c->limit)
 		return 1;
-	json_array_append_new(c->arr, ce_record_to_json(rec, ts, c->topic, c->partition, offset));
+	json_array_append_new(c->arr, record_json(rec, ts, c->topic, c->partition, offset));
 	c->next = offset + 1;
 	return 0;
 }
@@ -1046,7 +1067,7 @@ static int sse_record(void *arg_, const rb_header_t *h, const rb_record_t *rec, 
 	sse_t *x = w->x;
 	if (offset < x->cursor[w->i])
 		return 0;
-	json_t *ev = ce_record_to_json(rec, ts, x->topic, x->parts[w->i], offset);
+	json_t *ev = record_json(rec, ts, x->topic, x->parts[w->i], offset);
 	char *js = json_dumps(ev, JSON_COMPACT);
 	json_decref(ev);
 	x->cursor[w->i] = offset + 1;
@@ -1316,7 +1337,28 @@ static void route(hreq_t *r, const char *url, const char *method)
 			return;
 		}
 	}
+	if (r->srv->opts.ext != NULL) {
+		http_ext_req_t er = { .method = method, .path = url, .body = r->body.data, .body_len = r->body.len,
+				      .opaque = r };
+		http_ext_reply_t out = { 0 };
+		r->srv->opts.ext(r->srv->opts.ext_ctx, &er, &out);
+		if (out.status != 0) {
+			if (out.json != NULL) {
+				reply_json(r, out.status, out.json);
+			} else {
+				r->status = out.status;
+				r->out = out.text ? out.text : strdup("");
+				r->ctype = "text/plain; charset=utf-8";
+			}
+			return;
+		}
+	}
 	reply_error(r, 404, "not_found", "no such route (see docs/http.md)");
+}
+
+const char *http_ext_arg(const http_ext_req_t *req, const char *name)
+{
+	return arg(req->opaque, name);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url, const char *method,

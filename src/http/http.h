@@ -18,10 +18,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "core/err.h"
 #include "storage/storage.h"
 
 typedef struct http_server http_server_t;
+
+/* Routes another part serves (the functions runtime: /v1/functions, /v1/app), wired by the server so http/
+ * does not depend on runtime/. The handler runs on a pool thread with the whole body and may block briefly. */
+typedef struct {
+	const char *method, *path;
+	const uint8_t *body;
+	size_t body_len;
+	void *opaque; /* for http_ext_arg */
+} http_ext_req_t;
+typedef struct {
+	int status;          /* 0: not this handler's route (404) */
+	json_t *json;        /* the body (reference taken), or */
+	char *text;          /* a text/plain body (malloc'd, taken) */
+} http_ext_reply_t;
+typedef void (*http_ext_fn)(void *ctx, const http_ext_req_t *req, http_ext_reply_t *out);
+/* A query argument of the request, or NULL. */
+const char *http_ext_arg(const http_ext_req_t *req, const char *name);
 
 typedef struct {
 	const char *listen_host; /* default 127.0.0.1 */
@@ -31,6 +50,8 @@ typedef struct {
 	int64_t dedup_window_ms; /* default 600000 (10 min) */
 	int dedup_max;           /* remembered (source, id) pairs (default 1000000) */
 	int64_t wait_max_ms;     /* longest read-your-writes wait (default 300000) */
+	http_ext_fn ext;         /* NULL or the handler of paths no built-in route serves */
+	void *ext_ctx;
 } http_opts_t;
 
 void http_opts_default(http_opts_t *o);

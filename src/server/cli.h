@@ -16,6 +16,9 @@ int cmd_dump(int argc, char **argv);
 int cmd_groups(int argc, char **argv);
 int cmd_produce(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_deploy(int argc, char **argv);
+int cmd_functions(int argc, char **argv);
 
 /* Shared flags of the commands that open a data directory. */
 typedef struct {

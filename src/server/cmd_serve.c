@@ -13,6 +13,7 @@
 #include "http/http.h"
 #include "kafka/kafka.h"
 #include "server/cli.h"
+#include "server/fnhost.h"
 
 static const char serve_usage[] =
 	"Usage: factlog serve [--data DIR] [--kafka-listen HOST:PORT] [FLAGS]\n"
@@ -38,6 +39,8 @@ static const char serve_usage[] =
 	"                       never: leave writeback to the OS\n"
 	"  --retention-check-ms N  how often retention runs (default 300000)\n"
 	"  --flush-threads N    partitions fsynced in parallel (default 2)\n"
+	"  --app FILE           run the functions of this app file (factlog.yml) against this server;\n"
+	"                       `factlog deploy FILE` replaces it later without a restart\n"
 	"  --log-level LEVEL    debug, info (default), warn, error\n"
 	"  -h, --help           this help\n";
 
@@ -108,6 +111,7 @@ int cmd_serve(int argc, char **argv)
 		{ "max-body-bytes", required_argument, NULL, 'B' },
 		{ "dedup-window-ms", required_argument, NULL, 'D' },
 		{ "request-timeout-ms", required_argument, NULL, 'R' },
+		{ "app", required_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	cli_storage_flags_t f = { 0 };
@@ -119,9 +123,11 @@ int cmd_serve(int argc, char **argv)
 	kafka_opts_t ko;
 	kafka_opts_default(&ko);
 	char listen_host[256], adv_host[256];
+	const char *app_file = NULL;
 	int c;
 	while ((c = getopt_long(argc, argv, "d:f:l:r:h", opts, NULL)) != -1) {
 		switch (c) {
+		case 'X': app_file = optarg; break;
 		case 'k':
 			if (parse_hostport(optarg, listen_host, sizeof listen_host, &ko.listen_port) != 0)
 				return 2;
@@ -187,6 +193,14 @@ int cmd_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* An invalid app file is reported before anything starts. */
+	char aerr[1024];
+	app_t *app = NULL;
+	if (app_file != NULL && (app = app_load(app_file, aerr, sizeof aerr)) == NULL) {
+		fprintf(stderr, "factlog: %s\n", aerr);
+		return 1;
+	}
+
 	storage_t *st;
 	err_t err = storage_open(&o, &st);
 	if (err != OK) {
@@ -206,6 +220,17 @@ int cmd_serve(int argc, char **argv)
 		return 1;
 	}
 	atomic_store(&published, ks);
+	/* Functions reach the ledger through the Kafka listener, as any client would. */
+	fn_host_t fh;
+	char bootstrap[300], fn_logs[4200];
+	snprintf(bootstrap, sizeof bootstrap, "%s:%d",
+		 strcmp(ko.listen_host, "0.0.0.0") == 0 || strcmp(ko.listen_host, "::") == 0 ? "127.0.0.1"
+											      : ko.listen_host,
+		 kafka_server_port(ks));
+	snprintf(fn_logs, sizeof fn_logs, "%s/functions", o.data_dir);
+	fn_host_init(&fh, bootstrap, fn_logs);
+	ho.ext = fn_host_http;
+	ho.ext_ctx = &fh;
 	http_server_t *hs;
 	err = http_server_start(st, &ho, &hs);
 	if (err != OK) {
@@ -214,14 +239,25 @@ int cmd_serve(int argc, char **argv)
 		atomic_store(&published, NULL);
 		kafka_server_stop(ks);
 		storage_close(st);
+		app_free(app);
 		return 1;
 	}
 	atomic_store(&published_http, hs);
+	if (app != NULL) {
+		int nf = app->nfunctions;
+		err = fn_host_deploy(&fh, app, aerr, sizeof aerr);
+		if (err != OK)
+			log_error("functions of %s not started: %s", app_file, aerr);
+		else
+			log_info("running %d function(s) of %s; logs in %s", nf, app_file, fn_logs);
+	}
 	log_info("factlog serving data directory %s (flush policy %s); stop with Ctrl-C", o.data_dir,
 		 f.flush ? f.flush : "always");
 	int sig = 0;
 	sigwait(&stop, &sig);
-	log_info("received signal %d: closing connections, flushing and sealing partitions", sig);
+	log_info("received signal %d: stopping functions, closing connections, flushing and sealing partitions",
+		 sig);
+	fn_host_stop(&fh); /* first: its consumers commit through the Kafka listener */
 	atomic_store(&published_http, NULL);
 	http_server_stop(hs);
 	atomic_store(&published, NULL);

@@ -21,6 +21,9 @@ static const char usage[] =
 	"  groups    list consumer groups, or describe one: members, offsets, lag (a Kafka client)\n"
 	"  produce   post lines from standard input as CloudEvents to a running server (HTTP)\n"
 	"  tail      follow a topic live from a running server (HTTP, Server-Sent Events)\n"
+	"  run       run an app file's functions against any Kafka-compatible cluster\n"
+	"  deploy    replace a running server's app file without a restart\n"
+	"  functions list functions, describe one, show its logs (of a running server)\n"
 	"  version   print the version\n"
 	"\n"
 	"Run 'factlog COMMAND --help' for a command's flags.\n";
@@ -51,6 +54,12 @@ int main(int argc, char **argv)
 		return cmd_produce(argc - 1, argv + 1);
 	if (strcmp(cmd, "tail") == 0)
 		return cmd_tail(argc - 1, argv + 1);
+	if (strcmp(cmd, "run") == 0)
+		return cmd_run(argc - 1, argv + 1);
+	if (strcmp(cmd, "deploy") == 0)
+		return cmd_deploy(argc - 1, argv + 1);
+	if (strcmp(cmd, "functions") == 0)
+		return cmd_functions(argc - 1, argv + 1);
 	fprintf(stderr, "factlog: unknown command '%s'\n\n%s", cmd, usage);
 	return 2;
 }

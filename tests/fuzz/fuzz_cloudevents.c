@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "core/fl_assert.h"
-#include "http/cloudevents.h"
+#include "event/cloudevents.h"
 #include "storage/recordbatch.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -21,9 +21,12 @@ static void one(json_t *obj)
 	memset(&ev, 0, sizeof ev);
 	if (ce_from_json(obj, &ev) == NULL && ce_validate(&ev) == NULL) {
 		slice_t key, value;
+		ce_kv_t ceh[CE_ATTRS_MAX];
 		rb_kv_t hdrs[CE_ATTRS_MAX];
 		char names[CE_ATTRS_MAX][32];
-		int nh = ce_to_record(&ev, &key, &value, hdrs, names, CE_ATTRS_MAX);
+		int nh = ce_to_record(&ev, &key, &value, ceh, names, CE_ATTRS_MAX);
+		for (int i = 0; i < nh; i++)
+			hdrs[i] = (rb_kv_t){ .key = ceh[i].key, .value = ceh[i].value, .value_null = false };
 		rb_builder_t b;
 		rb_builder_init(&b, -1, -1, -1);
 		rb_builder_add(&b, 1700000000000, key, value, hdrs, nh);
@@ -34,7 +37,17 @@ static void one(json_t *obj)
 		rb_record_t rec;
 		rb_record_next(&r, &rec);
 		ASSERT(r.err == OK);
-		json_t *back = ce_record_to_json(&rec, 1700000000000, "t", 0, 0);
+		ce_kv_t back_h[CE_ATTRS_MAX];
+		int nb = 0;
+		reader_t hr = reader_make(rec.headers.ptr, rec.headers.len);
+		for (int32_t i = 0; i < rec.headers_count && nb < CE_ATTRS_MAX; i++, nb++) {
+			rb_record_header_next(&hr, &back_h[nb].key, &back_h[nb].value, &back_h[nb].value_null);
+			ASSERT(hr.err == OK);
+		}
+		ce_kafka_record_t kr = { .topic = "t", .timestamp = 1700000000000, .key = rec.key,
+					 .value = rec.value, .key_null = rec.key_null, .value_null = rec.value_null,
+					 .headers = back_h, .nheaders = nb };
+		json_t *back = ce_record_to_json(&kr);
 		ASSERT(back != NULL);
 		ASSERT(json_object_get(back, "offset") != NULL);
 		if (ce_get(&ev, "id") != NULL && json_object_get(back, "id") != NULL)

@@ -7,24 +7,43 @@
  * required attributes; encode an event as a Kafka record (key = partitionkey, value = data, headers ce_<attr>
  * and content-type); decode a Kafka record back into a JSON event (records that were not CloudEvents get
  * attributes synthesized from their topic, partition and offset).
+ * Shared by the HTTP gateway (src/http) and the functions runtime (src/runtime); depends only on core, so
+ * the runtime, a Kafka client, never reaches into storage.
  * Ownership: ce_event_t owns its strings and data; ce_event_free releases them. Errors come back as a
  * static message for the HTTP 400 body.
  */
-#ifndef FL_HTTP_CLOUDEVENTS_H
-#define FL_HTTP_CLOUDEVENTS_H
+#ifndef FL_EVENT_CLOUDEVENTS_H
+#define FL_EVENT_CLOUDEVENTS_H
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "core/buf.h"
-#include "storage/recordbatch.h"
 
 #define CE_ATTRS_MAX 32
 
 typedef struct {
 	char *name, *value;
 } ce_attr_t;
+
+/* A Kafka record header: the same shape as storage's rb_kv_t, kept here so this module needs no storage. */
+typedef struct {
+	slice_t key, value;
+	bool value_null;
+} ce_kv_t;
+
+/* A Kafka record as read back, wherever it came from (a segment or librdkafka). */
+typedef struct {
+	const char *topic;
+	int32_t partition;
+	int64_t offset;
+	int64_t timestamp; /* milliseconds */
+	slice_t key, value;
+	bool key_null, value_null;
+	const ce_kv_t *headers;
+	int nheaders;
+} ce_kafka_record_t;
 
 typedef struct {
 	ce_attr_t attrs[CE_ATTRS_MAX]; /* every context attribute but data, as strings */
@@ -45,11 +64,10 @@ const char *ce_validate(const ce_event_t *ev);
 
 /* The Kafka record of an event: key (partitionkey or none), value (data) and headers. The slices point
  * into ev and names (header names are written there), which must outlive them. Returns the header count. */
-int ce_to_record(const ce_event_t *ev, slice_t *key, slice_t *value, rb_kv_t *headers, char (*names)[32],
+int ce_to_record(const ce_event_t *ev, slice_t *key, slice_t *value, ce_kv_t *headers, char (*names)[32],
 		 int cap);
-/* A record read from topic/partition at offset, as a JSON CloudEvent with extensions partition and offset. */
-json_t *ce_record_to_json(const rb_record_t *rec, int64_t timestamp, const char *topic, int32_t partition,
-			  int64_t offset);
+/* A record as a JSON CloudEvent with extensions partition and offset (and partitionkey from the key). */
+json_t *ce_record_to_json(const ce_kafka_record_t *rec);
 
 /* Kafka's default partitioner (murmur2 of the key, as the Java client and kafkajs compute it). */
 int32_t ce_partition_for_key(slice_t key, int32_t partitions);

@@ -1,5 +1,5 @@
 /* cloudevents.c -- CloudEvents <-> Kafka records. See cloudevents.h. */
-#include "http/cloudevents.h"
+#include "event/cloudevents.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -171,7 +171,7 @@ const char *ce_validate(const ce_event_t *ev)
 	return NULL;
 }
 
-int ce_to_record(const ce_event_t *ev, slice_t *key, slice_t *value, rb_kv_t *headers, char (*names)[32],
+int ce_to_record(const ce_event_t *ev, slice_t *key, slice_t *value, ce_kv_t *headers, char (*names)[32],
 		 int cap)
 {
 	const char *pk = ce_get(ev, "partitionkey");
@@ -207,18 +207,17 @@ static bool is_utf8_json_text(slice_t v)
 	return true;
 }
 
-json_t *ce_record_to_json(const rb_record_t *rec, int64_t timestamp, const char *topic, int32_t partition,
-			  int64_t offset)
+json_t *ce_record_to_json(const ce_kafka_record_t *rec)
 {
 	json_t *o = json_object();
 	bool is_ce = false, json_data = false;
-	reader_t hr = reader_make(rec->headers.ptr, rec->headers.len);
-	for (int32_t i = 0; i < rec->headers_count && hr.err == OK; i++) {
-		slice_t k, v;
-		bool vn;
-		rb_record_header_next(&hr, &k, &v, &vn);
-		if (hr.err != OK || vn)
-			break;
+	const char *topic = rec->topic;
+	int32_t partition = rec->partition;
+	int64_t offset = rec->offset, timestamp = rec->timestamp;
+	for (int i = 0; i < rec->nheaders; i++) {
+		slice_t k = rec->headers[i].key, v = rec->headers[i].value;
+		if (rec->headers[i].value_null)
+			continue;
 		char name[64];
 		if (k.len > 3 && k.len < 40 && memcmp(k.ptr, "ce_", 3) == 0) {
 			snprintf(name, sizeof name, "%.*s", (int)(k.len - 3), (const char *)k.ptr + 3);

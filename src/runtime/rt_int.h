@@ -1,0 +1,219 @@
+/*
+ * rt_int.h -- the functions runtime's internal types, shared by runtime.c (lifecycle, producer,
+ * introspection), trigger.c (one consumer and scheduler per trigger) and worker.c (the worker pool).
+ *
+ * Lifecycle of an event (rt_ev_t), owned by its trigger's consumer thread from poll to free:
+ *
+ *   polled --filter--> DONE (filtered out)
+ *      \--> QUEUED --dispatch--> INFLIGHT --ok--> DONE
+ *             ^                     |
+ *             |  whole batch failed, more than one event: split halves, back to QUEUED (bisection)
+ *             |                     |
+ *             +--backoff-- RETRY <--+ one event failed (or listed as failed), attempts left
+ *                                   |
+ *                                   +--attempts or age exhausted--> DEAD (dead letter produced) --acked--> DONE
+ *
+ * A partition's events stay in offset order in its queue until DONE reaches the head; the committed offset is
+ * the first undone offset. Only the consumer thread changes an event's state; a worker only reads the events
+ * of the job it was handed (and the job's result fields, which it owns until it posts the job back).
+ */
+#ifndef FL_RUNTIME_RT_INT_H
+#define FL_RUNTIME_RT_INT_H
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runtime/runtime.h"
+
+typedef struct rt_fn rt_fn_t;
+typedef struct rt_trigger rt_trigger_t;
+typedef struct rt_app rt_app_t;
+
+enum { EV_QUEUED, EV_INFLIGHT, EV_RETRY, EV_DEAD, EV_DONE };
+
+typedef struct {
+	rd_kafka_message_t *msg; /* the record as fetched, kept for dead letters; owned */
+	json_t *ce;              /* the record as a JSON CloudEvent (see event/cloudevents.h); owned */
+	int64_t offset;
+	int64_t ts_ms;           /* the record's timestamp */
+	int64_t arrived_ms;      /* when polled (monotonic) */
+	int64_t ready_ms;        /* RETRY: when it may run again (monotonic) */
+	uint64_t keyhash;        /* 0 for a null key */
+	int state;
+	int attempts;            /* failed invocations of this event on its own (or listed as failed) */
+	int split;               /* the largest batch it may join; halved by bisection */
+	bool dl_inflight;        /* DEAD: its dead letter is being produced */
+	char *error;             /* the last failure, malloc'd */
+} rt_ev_t;
+
+/* Undone events of a partition in offset order: a ring of pointers. */
+typedef struct {
+	rt_ev_t **v;
+	size_t head, n, cap;
+} rt_evq_t;
+
+/* Keys of events in flight (ordering key): 64-bit key hash -> count, open addressing. A hash collision
+ * only serializes two keys that could have run in parallel; order is never violated. */
+typedef struct {
+	uint64_t *keys;
+	int32_t *counts;
+	size_t cap, n;
+} rt_keyset_t;
+
+/* A set of key hashes cleared in O(1) by bumping its generation: the keys blocked during one batch scan. */
+typedef struct {
+	uint64_t *keys;
+	uint32_t *gens;
+	size_t cap, n;
+	uint32_t gen;
+} rt_genset_t;
+
+typedef struct {
+	int32_t partition;
+	bool assigned;
+	int dead_waiting;        /* DEAD events whose dead letter is not in flight */
+	int dead_inflight;       /* dead letters being produced */
+	rt_evq_t q;
+	rt_keyset_t locks;
+	int64_t next_offset;     /* after the last polled record; -1 before the first */
+	int64_t committed;       /* last offset committed; -1 none */
+	int inflight;            /* jobs in flight */
+	bool paused;
+} rt_part_t;
+
+enum { JOB_INVOKE, JOB_DEAD_LETTER };
+
+/* A delivery report's opaque starts with its kind. */
+typedef struct {
+	int kind;
+} rt_dr_t;
+
+typedef struct rt_job {
+	rt_dr_t dr;              /* JOB_DEAD_LETTER: the report comes back with this job */
+	struct rt_job *next;
+	rt_trigger_t *tr;
+	rt_part_t *part;
+	rt_ev_t **evs;           /* borrowed from the partition's queue */
+	int n;
+	uint64_t id;
+	/* Result, written by the worker (or the producer thread) before posting the job back. */
+	int status;              /* 0 ok, 1 failed as a whole, 2 some events failed */
+	char *error;             /* malloc'd */
+	int *failed;             /* indexes into evs (status 2), malloc'd */
+	int nfailed;
+	int64_t started_ns, ended_ns;
+} rt_job_t;
+
+/* Emits of one invocation waiting for their delivery reports. */
+typedef struct {
+	rt_dr_t dr;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int pending;
+	rd_kafka_resp_err_t err;
+} rt_emit_wait_t;
+
+typedef struct {
+	int32_t partition;
+	int64_t committed, high, queued, inflight;
+	bool paused;
+} rt_part_snap_t;
+
+struct rt_trigger {
+	rt_fn_t *fn;
+	const fn_trigger_t *def;
+	int index;
+	rd_kafka_t *consumer;
+	rd_kafka_queue_t *cq;    /* the consumer queue: workers yield it to wake the scheduler */
+	pthread_t thread;
+	bool thread_started;
+	atomic_bool stop;
+	pthread_mutex_t mu;      /* done list and snapshot */
+	pthread_cond_t cond;
+	rt_job_t *done_head, *done_tail;
+	rt_part_t **parts;       /* by partition id; owned by the consumer thread */
+	int nparts;
+	uint64_t next_job_id;
+	int64_t last_commit_ns;
+	bool commit_due;
+	rt_part_snap_t *snap;    /* under mu */
+	int nsnap;
+	char state[160];         /* under mu */
+	bool commit_inflight;    /* an asynchronous commit awaits its callback */
+	int64_t last_snap_ns;
+	rt_genset_t scan_blocked; /* scratch of one batch build */
+	rt_ev_t **scratch;        /* scratch of one batch build: batch_size slots */
+};
+
+/* Counters, read without locks for introspection. */
+typedef struct {
+	atomic_llong events_in, events_ok, filtered, retries, dead_lettered, discarded, emitted;
+	atomic_llong invocations, errors, timeouts, crashes, bisections, cold_starts;
+	atomic_llong last_cold_start_ms, invoke_ns_total;
+} rt_stats_t;
+
+struct rt_app {
+	app_t *app;
+	atomic_int refs;
+};
+
+struct rt_fn {
+	runtime_t *rt;
+	rt_app_t *app;           /* a reference keeps def alive */
+	const fn_def_t *def;
+	char *log_path;
+	rt_trigger_t *triggers;
+	int ntriggers;
+	/* the worker pool */
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	rt_job_t *q_head, *q_tail;
+	int queued, nworkers, nidle, nbusy;
+	bool stopping;
+	pthread_cond_t exited;   /* signalled as workers exit */
+	rt_stats_t stats;
+	/* the last invocation durations, for percentiles (under mu) */
+	int64_t lat_ms[256];
+	int nlat;
+};
+
+struct runtime {
+	runtime_opts_t opts;
+	char *bootstrap;
+	char *log_dir;
+	rd_kafka_t *producer;
+	pthread_t producer_thread;
+	atomic_bool stopping;
+	pthread_mutex_t mu;      /* fns and app */
+	rt_fn_t **fns;
+	int nfns;
+	rt_app_t *app;
+};
+
+/* trigger.c */
+err_t rt_trigger_start(rt_trigger_t *tr, char *err, size_t errcap);
+void rt_trigger_stop(rt_trigger_t *tr);
+/* Hands a finished job back to its trigger (any thread). */
+void rt_trigger_post(rt_job_t *job);
+json_t *rt_trigger_json(rt_trigger_t *tr);
+
+/* worker.c */
+void rt_pool_submit(rt_fn_t *fn, rt_job_t *job);
+/* Starts scale.min warm workers. */
+void rt_pool_start_min(rt_fn_t *fn);
+/* Stops the pool: workers finish their job, kill their process and exit. */
+void rt_pool_stop(rt_fn_t *fn);
+
+/* runtime.c */
+void rt_fn_log(rt_fn_t *fn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Produces a CloudEvent given as JSON (with "topic"); cause gives provenance. 0 or an error message. */
+const char *rt_produce_emit(rt_fn_t *fn, json_t *emit, json_t *cause, rt_emit_wait_t *w);
+/* Produces a dead letter for job->evs[0]; the job comes back through rt_trigger_post. */
+err_t rt_produce_dead_letter(rt_job_t *job, const char *topic);
+int64_t rt_now_ms(void);
+int64_t rt_now_ns(void);
+
+#endif

@@ -1,0 +1,887 @@
+/*
+ * trigger.c -- one trigger of a function: a Kafka consumer group member and the scheduler of its events.
+ *
+ * The consumer thread owns all partition state (rt_part_t and its events, see rt_int.h). Its loop:
+ *   1. take back finished jobs (workers post them under tr->mu and yield the consumer queue to wake it);
+ *   2. dispatch batches while the ordering mode allows (scan the partition's queue in offset order, skipping
+ *      keys in flight or blocked behind an earlier undone event of the same key);
+ *   3. commit, per partition, the first offset not yet done (one asynchronous commit in flight at a time);
+ *   4. poll the consumer for new records, no longer than the next timer (a retry, a batching window).
+ * Rebalances (eager) are served inside the poll: a revoked partition stops dispatching, waits for its jobs
+ * in flight, commits where it got to, and is dropped.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "event/cloudevents.h"
+#include "runtime/rt_int.h"
+
+/* ---- the event queue of a partition ------------------------------------------------------------------ */
+
+static void evq_push(rt_evq_t *q, rt_ev_t *ev)
+{
+	if (q->n == q->cap) {
+		size_t ncap = q->cap ? q->cap * 2 : 256;
+		rt_ev_t **v = malloc(ncap * sizeof *v);
+		for (size_t i = 0; i < q->n; i++)
+			v[i] = q->v[(q->head + i) % q->cap];
+		free(q->v);
+		q->v = v;
+		q->cap = ncap;
+		q->head = 0;
+	}
+	q->v[(q->head + q->n) % q->cap] = ev;
+	q->n++;
+}
+
+static inline rt_ev_t *evq_at(const rt_evq_t *q, size_t i)
+{
+	return q->v[(q->head + i) % q->cap];
+}
+
+static void evq_pop(rt_evq_t *q)
+{
+	q->head = (q->head + 1) % q->cap;
+	q->n--;
+}
+
+static void ev_free(rt_ev_t *ev)
+{
+	rd_kafka_message_destroy(ev->msg);
+	json_decref(ev->ce);
+	free(ev->error);
+	free(ev);
+}
+
+/* ---- key sets ---------------------------------------------------------------------------------------- */
+
+static uint64_t key_hash(const void *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a, then a finalizer so the low bits mix */
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	return h ? h : 1;
+}
+
+static size_t ks_slot(const rt_keyset_t *s, uint64_t k)
+{
+	size_t i = (size_t)k & (s->cap - 1);
+	while (s->keys[i] != 0 && s->keys[i] != k)
+		i = (i + 1) & (s->cap - 1);
+	return i;
+}
+
+static void ks_add(rt_keyset_t *s, uint64_t k)
+{
+	if ((s->n + 1) * 2 > s->cap) {
+		rt_keyset_t o = *s;
+		s->cap = o.cap ? o.cap * 2 : 64;
+		s->keys = calloc(s->cap, sizeof *s->keys);
+		s->counts = calloc(s->cap, sizeof *s->counts);
+		s->n = 0;
+		for (size_t i = 0; i < o.cap; i++)
+			if (o.keys[i] != 0) {
+				size_t j = ks_slot(s, o.keys[i]);
+				s->keys[j] = o.keys[i];
+				s->counts[j] = o.counts[i];
+				s->n++;
+			}
+		free(o.keys);
+		free(o.counts);
+	}
+	size_t i = ks_slot(s, k);
+	if (s->keys[i] == 0) {
+		s->keys[i] = k;
+		s->n++;
+	}
+	s->counts[i]++;
+}
+
+static bool ks_has(const rt_keyset_t *s, uint64_t k)
+{
+	return s->cap > 0 && s->keys[ks_slot(s, k)] == k;
+}
+
+static void ks_del(rt_keyset_t *s, uint64_t k)
+{
+	size_t i = ks_slot(s, k);
+	if (s->keys[i] != k || --s->counts[i] > 0)
+		return;
+	/* backward-shift deletion keeps every probe chain unbroken */
+	size_t j = i;
+	for (;;) {
+		s->keys[i] = 0;
+		s->counts[i] = 0;
+		for (;;) {
+			j = (j + 1) & (s->cap - 1);
+			if (s->keys[j] == 0) {
+				s->n--;
+				return;
+			}
+			size_t home = (size_t)s->keys[j] & (s->cap - 1);
+			if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j))
+				break;
+		}
+		s->keys[i] = s->keys[j];
+		s->counts[i] = s->counts[j];
+		i = j;
+	}
+}
+
+static void gs_reset(rt_genset_t *s, size_t want)
+{
+	if (want * 2 > s->cap) {
+		free(s->keys);
+		free(s->gens);
+		s->cap = 64;
+		while (s->cap < want * 2)
+			s->cap *= 2;
+		s->keys = calloc(s->cap, sizeof *s->keys);
+		s->gens = calloc(s->cap, sizeof *s->gens);
+		s->gen = 0;
+	}
+	s->gen++;
+	s->n = 0;
+}
+
+static size_t gs_slot(const rt_genset_t *s, uint64_t k)
+{
+	size_t i = (size_t)k & (s->cap - 1);
+	while (s->gens[i] == s->gen && s->keys[i] != k)
+		i = (i + 1) & (s->cap - 1);
+	return i;
+}
+
+static void gs_add(rt_genset_t *s, uint64_t k)
+{
+	size_t i = gs_slot(s, k);
+	if (s->gens[i] != s->gen && s->n * 2 + 2 < s->cap) {
+		s->gens[i] = s->gen;
+		s->keys[i] = k;
+		s->n++;
+	}
+}
+
+static bool gs_has(const rt_genset_t *s, uint64_t k)
+{
+	return s->cap > 0 && s->gens[gs_slot(s, k)] == s->gen;
+}
+
+/* ---- partitions -------------------------------------------------------------------------------------- */
+
+static rt_part_t *part_get(rt_trigger_t *tr, int32_t p, bool create)
+{
+	if (p < 0 || p > 100000)
+		return NULL;
+	if (p >= tr->nparts) {
+		if (!create)
+			return NULL;
+		int n = p + 1;
+		tr->parts = realloc(tr->parts, (size_t)n * sizeof *tr->parts);
+		for (int i = tr->nparts; i < n; i++)
+			tr->parts[i] = NULL;
+		tr->nparts = n;
+	}
+	if (tr->parts[p] == NULL && create) {
+		rt_part_t *pt = calloc(1, sizeof *pt);
+		pt->partition = p;
+		pt->next_offset = -1;
+		pt->committed = -1;
+		tr->parts[p] = pt;
+	}
+	return tr->parts[p];
+}
+
+static void part_drop(rt_trigger_t *tr, rt_part_t *p)
+{
+	for (size_t i = 0; i < p->q.n; i++)
+		ev_free(evq_at(&p->q, i));
+	free(p->q.v);
+	free(p->locks.keys);
+	free(p->locks.counts);
+	tr->parts[p->partition] = NULL;
+	free(p);
+}
+
+static size_t max_pending(const fn_trigger_t *d)
+{
+	size_t m = (size_t)d->batch_size * (size_t)d->concurrency * 4;
+	return m < 1000 ? 1000 : m > 100000 ? 100000 : m;
+}
+
+static void part_pause(rt_trigger_t *tr, rt_part_t *p, bool pause)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(l, tr->def->stream, p->partition);
+	if (pause)
+		rd_kafka_pause_partitions(tr->consumer, l);
+	else
+		rd_kafka_resume_partitions(tr->consumer, l);
+	rd_kafka_topic_partition_list_destroy(l);
+	p->paused = pause;
+}
+
+/* ---- records in -------------------------------------------------------------------------------------- */
+
+static json_t *message_json(rd_kafka_message_t *m, int64_t ts)
+{
+	ce_kv_t hdrs[64];
+	int n = 0;
+	rd_kafka_headers_t *h = NULL;
+	if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		const char *name;
+		const void *val;
+		size_t size;
+		for (size_t i = 0; n < 64 && rd_kafka_header_get_all(h, i, &name, &val, &size) ==
+						      RD_KAFKA_RESP_ERR_NO_ERROR; i++, n++) {
+			hdrs[n].key = slice_cstr(name);
+			hdrs[n].value = slice_make(val, size);
+			hdrs[n].value_null = val == NULL;
+		}
+	}
+	ce_kafka_record_t r = { .topic = rd_kafka_topic_name(m->rkt), .partition = m->partition,
+				.offset = m->offset, .timestamp = ts, .key = slice_make(m->key, m->key_len),
+				.value = slice_make(m->payload, m->len), .key_null = m->key == NULL,
+				.value_null = m->payload == NULL, .headers = hdrs, .nheaders = n };
+	json_t *o = ce_record_to_json(&r);
+	json_object_set_new(o, "topic", json_string(r.topic)); /* which trigger's stream it came from */
+	return o;
+}
+
+static void on_message(rt_trigger_t *tr, rd_kafka_message_t *m)
+{
+	if (m->err) {
+		if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			rt_fn_log(tr->fn, "trigger %s: %s", tr->def->stream, rd_kafka_message_errstr(m));
+			pthread_mutex_lock(&tr->mu);
+			snprintf(tr->state, sizeof tr->state, "error: %s", rd_kafka_message_errstr(m));
+			pthread_mutex_unlock(&tr->mu);
+		}
+		rd_kafka_message_destroy(m);
+		return;
+	}
+	rt_part_t *p = part_get(tr, m->partition, false);
+	if (p == NULL || !p->assigned || (p->next_offset >= 0 && m->offset < p->next_offset)) {
+		rd_kafka_message_destroy(m); /* revoked, or already seen */
+		return;
+	}
+	rt_fn_t *fn = tr->fn;
+	rt_ev_t *ev = calloc(1, sizeof *ev);
+	ev->msg = m;
+	ev->offset = m->offset;
+	ev->ts_ms = rd_kafka_message_timestamp(m, NULL);
+	ev->arrived_ms = rt_now_ms();
+	ev->split = tr->def->batch_size;
+	ev->keyhash = m->key != NULL ? key_hash(m->key, m->key_len) : 0;
+	ev->ce = message_json(m, ev->ts_ms);
+	ev->state = EV_QUEUED;
+	atomic_fetch_add(&fn->stats.events_in, 1);
+	if (tr->def->filter != NULL && !filter_match(tr->def->filter, ev->ce)) {
+		ev->state = EV_DONE;
+		atomic_fetch_add(&fn->stats.filtered, 1);
+	}
+	evq_push(&p->q, ev);
+	p->next_offset = m->offset + 1;
+	if (!p->paused && p->q.n >= max_pending(tr->def))
+		part_pause(tr, p, true);
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------------------- */
+
+/* Gathers the next batch of p into tr->scratch. Returns its size (0: nothing to run now; *wake_ms lowered
+ * to when something may become runnable). */
+static int build_batch(rt_trigger_t *tr, rt_part_t *p, int64_t now, int64_t *wake_ms)
+{
+	const fn_trigger_t *d = tr->def;
+	bool by_key = d->ordering == FN_ORDER_KEY;
+	int cap = d->batch_size, n = 0;
+	int64_t first = 0;
+	if (by_key)
+		gs_reset(&tr->scan_blocked, p->q.n);
+	for (size_t i = 0; i < p->q.n && n < cap; i++) {
+		rt_ev_t *ev = evq_at(&p->q, i);
+		if (ev->state == EV_DONE || ev->state == EV_INFLIGHT)
+			continue;
+		if (ev->state == EV_DEAD || (ev->state == EV_RETRY && ev->ready_ms > now)) {
+			if (ev->state == EV_RETRY && ev->ready_ms < *wake_ms)
+				*wake_ms = ev->ready_ms;
+			if (d->ordering == FN_ORDER_PARTITION && ev->state == EV_RETRY)
+				break; /* nothing overtakes it */
+			if (by_key && ev->keyhash)
+				gs_add(&tr->scan_blocked, ev->keyhash);
+			continue;
+		}
+		if (by_key && ev->keyhash &&
+		    (ks_has(&p->locks, ev->keyhash) || gs_has(&tr->scan_blocked, ev->keyhash))) {
+			gs_add(&tr->scan_blocked, ev->keyhash);
+			continue;
+		}
+		int ncap = ev->split < cap ? ev->split : cap;
+		if (n + 1 > ncap)
+			break;
+		cap = ncap;
+		if (n == 0)
+			first = ev->arrived_ms;
+		tr->scratch[n++] = ev;
+	}
+	if (n > 0 && n < cap && d->batch_window_ms > 0 && !p->paused && now < first + d->batch_window_ms) {
+		if (first + d->batch_window_ms < *wake_ms)
+			*wake_ms = first + d->batch_window_ms;
+		return 0;
+	}
+	return n;
+}
+
+static void dispatch(rt_trigger_t *tr, rt_part_t *p, int n)
+{
+	rt_job_t *job = calloc(1, sizeof *job);
+	job->dr.kind = JOB_INVOKE;
+	job->tr = tr;
+	job->part = p;
+	job->n = n;
+	job->id = ++tr->next_job_id;
+	job->evs = malloc((size_t)n * sizeof *job->evs);
+	for (int i = 0; i < n; i++) {
+		rt_ev_t *ev = tr->scratch[i];
+		job->evs[i] = ev;
+		ev->state = EV_INFLIGHT;
+		if (tr->def->ordering == FN_ORDER_KEY && ev->keyhash)
+			ks_add(&p->locks, ev->keyhash);
+	}
+	p->inflight++;
+	rt_pool_submit(tr->fn, job);
+}
+
+static void dead_letter_send(rt_trigger_t *tr, rt_part_t *p, rt_ev_t *ev)
+{
+	rt_job_t *job = calloc(1, sizeof *job);
+	job->dr.kind = JOB_DEAD_LETTER;
+	job->tr = tr;
+	job->part = p;
+	job->n = 1;
+	job->evs = malloc(sizeof *job->evs);
+	job->evs[0] = ev;
+	ev->dl_inflight = true;
+	p->dead_waiting--;
+	p->dead_inflight++;
+	if (rt_produce_dead_letter(job, tr->def->on_failure) != OK) {
+		job->status = 1;
+		job->error = strdup("the producer refused the dead letter");
+		rt_trigger_post(job);
+	}
+}
+
+static void schedule(rt_trigger_t *tr, int64_t *wake_ms)
+{
+	int64_t now = rt_now_ms();
+	int limit = tr->def->ordering == FN_ORDER_PARTITION ? 1 : tr->def->concurrency;
+	for (int i = 0; i < tr->nparts; i++) {
+		rt_part_t *p = tr->parts[i];
+		if (p == NULL || !p->assigned)
+			continue;
+		if (p->dead_waiting > 0) {
+			for (size_t k = 0; k < p->q.n; k++) {
+				rt_ev_t *ev = evq_at(&p->q, k);
+				if (ev->state != EV_DEAD || ev->dl_inflight)
+					continue;
+				if (ev->ready_ms <= now)
+					dead_letter_send(tr, p, ev);
+				else if (ev->ready_ms < *wake_ms)
+					*wake_ms = ev->ready_ms;
+			}
+		}
+		while (p->inflight < limit) {
+			int n = build_batch(tr, p, now, wake_ms);
+			if (n == 0)
+				break;
+			dispatch(tr, p, n);
+		}
+	}
+}
+
+/* ---- results ----------------------------------------------------------------------------------------- */
+
+static int64_t backoff_ms(const fn_trigger_t *d, int attempts)
+{
+	int64_t cap = d->retry_base_ms;
+	for (int i = 1; i < attempts && cap < d->retry_max_ms; i++)
+		cap *= 2;
+	if (cap > d->retry_max_ms)
+		cap = d->retry_max_ms;
+	return (int64_t)(((uint64_t)random() << 31 ^ (uint64_t)random()) % (uint64_t)(cap + 1)); /* full jitter */
+}
+
+static void go_dead(rt_trigger_t *tr, rt_part_t *p, rt_ev_t *ev)
+{
+	rt_fn_t *fn = tr->fn;
+	if (tr->def->on_failure == NULL) {
+		rt_fn_log(fn, "discarded %s/%d/%" PRId64 " after %d attempts: %s", tr->def->stream, p->partition,
+			  ev->offset, ev->attempts, ev->error ? ev->error : "?");
+		atomic_fetch_add(&fn->stats.discarded, 1);
+		ev->state = EV_DONE;
+		return;
+	}
+	ev->state = EV_DEAD;
+	ev->dl_inflight = false;
+	ev->ready_ms = 0;
+	p->dead_waiting++;
+}
+
+static void fail_event(rt_trigger_t *tr, rt_part_t *p, rt_ev_t *ev, const char *error, bool counted)
+{
+	const fn_trigger_t *d = tr->def;
+	free(ev->error);
+	ev->error = strdup(error ? error : "failed");
+	if (!counted) {
+		ev->state = EV_QUEUED;
+		return;
+	}
+	ev->attempts++;
+	int64_t wall = rt_now_ms();
+	bool too_old = d->max_age_ms > 0 && ev->ts_ms > 0 && wall - ev->ts_ms > d->max_age_ms;
+	if (ev->attempts >= d->retry_attempts || too_old) {
+		go_dead(tr, p, ev);
+		return;
+	}
+	atomic_fetch_add(&tr->fn->stats.retries, 1);
+	ev->state = EV_RETRY;
+	ev->ready_ms = rt_now_ms() + backoff_ms(d, ev->attempts);
+}
+
+static void job_free(rt_job_t *job)
+{
+	free(job->evs);
+	free(job->error);
+	free(job->failed);
+	free(job);
+}
+
+static void on_invoke_done(rt_trigger_t *tr, rt_job_t *job)
+{
+	rt_part_t *p = job->part;
+	rt_fn_t *fn = tr->fn;
+	bool by_key = tr->def->ordering == FN_ORDER_KEY;
+	p->inflight--;
+	for (int i = 0; i < job->n; i++)
+		if (by_key && job->evs[i]->keyhash)
+			ks_del(&p->locks, job->evs[i]->keyhash);
+	if (job->status == 0) {
+		for (int i = 0; i < job->n; i++)
+			job->evs[i]->state = EV_DONE;
+		atomic_fetch_add(&fn->stats.events_ok, job->n);
+	} else if (job->status == 2) {
+		/* listed failures retry; in key order, what came after them with their key redoes too */
+		char *mark = calloc(job->n > 0 ? (size_t)job->n : 1, 1);
+		for (int k = 0; k < job->nfailed; k++)
+			mark[job->failed[k]] = 2;
+		for (int i = 0; i < job->n; i++)
+			if (mark[i] == 2 && by_key && job->evs[i]->keyhash)
+				for (int j = i + 1; j < job->n; j++)
+					if (!mark[j] && job->evs[j]->keyhash == job->evs[i]->keyhash)
+						mark[j] = 1;
+		for (int i = 0; i < job->n; i++) {
+			if (mark[i] == 0) {
+				job->evs[i]->state = EV_DONE;
+				atomic_fetch_add(&fn->stats.events_ok, 1);
+			} else {
+				fail_event(tr, p, job->evs[i], job->error, mark[i] == 2);
+			}
+		}
+		free(mark);
+	} else if (job->n > 1) {
+		atomic_fetch_add(&fn->stats.bisections, 1);
+		rt_fn_log(fn, "batch of %d from %s/%d at %" PRId64 " failed (%s); splitting it", job->n,
+			  tr->def->stream, p->partition, job->evs[0]->offset, job->error ? job->error : "?");
+		for (int i = 0; i < job->n; i++) {
+			rt_ev_t *ev = job->evs[i];
+			ev->split = (job->n + 1) / 2 < ev->split ? (job->n + 1) / 2 : ev->split;
+			ev->state = EV_QUEUED;
+		}
+	} else {
+		rt_fn_log(fn, "event %s/%d/%" PRId64 " failed (attempt %d): %s", tr->def->stream, p->partition,
+			  job->evs[0]->offset, job->evs[0]->attempts + 1, job->error ? job->error : "?");
+		fail_event(tr, p, job->evs[0], job->error, true);
+	}
+	job_free(job);
+}
+
+static void on_dead_letter_done(rt_trigger_t *tr, rt_job_t *job)
+{
+	rt_part_t *p = job->part;
+	rt_ev_t *ev = job->evs[0];
+	p->dead_inflight--;
+	ev->dl_inflight = false;
+	if (job->status == 0) {
+		ev->state = EV_DONE;
+		atomic_fetch_add(&tr->fn->stats.dead_lettered, 1);
+		rt_fn_log(tr->fn, "dead-lettered %s/%d/%" PRId64 " to %s after %d attempts: %s", tr->def->stream,
+			  p->partition, ev->offset, tr->def->on_failure, ev->attempts, ev->error ? ev->error : "?");
+	} else {
+		rt_fn_log(tr->fn, "dead letter to %s failed (%s); trying again in 1 s", tr->def->on_failure,
+			  job->error ? job->error : "?");
+		p->dead_waiting++;
+		ev->ready_ms = rt_now_ms() + 1000;
+	}
+	job_free(job);
+}
+
+void rt_trigger_post(rt_job_t *job)
+{
+	rt_trigger_t *tr = job->tr;
+	job->next = NULL;
+	pthread_mutex_lock(&tr->mu);
+	if (tr->done_tail)
+		tr->done_tail->next = job;
+	else
+		tr->done_head = job;
+	tr->done_tail = job;
+	pthread_cond_broadcast(&tr->cond);
+	pthread_mutex_unlock(&tr->mu);
+	rd_kafka_queue_yield(tr->cq);
+}
+
+static bool take_done(rt_trigger_t *tr)
+{
+	pthread_mutex_lock(&tr->mu);
+	rt_job_t *j = tr->done_head;
+	tr->done_head = tr->done_tail = NULL;
+	pthread_mutex_unlock(&tr->mu);
+	bool any = j != NULL;
+	while (j != NULL) {
+		rt_job_t *next = j->next;
+		if (j->dr.kind == JOB_DEAD_LETTER)
+			on_dead_letter_done(tr, j);
+		else
+			on_invoke_done(tr, j);
+		j = next;
+	}
+	return any;
+}
+
+/* ---- positions --------------------------------------------------------------------------------------- */
+
+/* Pops done events off the head; returns the partition's commit position (-1: nothing to commit). */
+static int64_t part_position(rt_trigger_t *tr, rt_part_t *p)
+{
+	while (p->q.n > 0 && evq_at(&p->q, 0)->state == EV_DONE) {
+		ev_free(evq_at(&p->q, 0));
+		evq_pop(&p->q);
+	}
+	if (p->paused && p->q.n <= max_pending(tr->def) / 2)
+		part_pause(tr, p, false);
+	return p->q.n > 0 ? evq_at(&p->q, 0)->offset : p->next_offset;
+}
+
+static void commit(rt_trigger_t *tr, bool sync, bool only_unassigned)
+{
+	rd_kafka_topic_partition_list_t *l = NULL;
+	for (int i = 0; i < tr->nparts; i++) {
+		rt_part_t *p = tr->parts[i];
+		if (p == NULL || (only_unassigned && p->assigned))
+			continue;
+		int64_t pos = part_position(tr, p);
+		if (pos < 0 || pos <= p->committed)
+			continue;
+		if (l == NULL)
+			l = rd_kafka_topic_partition_list_new(4);
+		rd_kafka_topic_partition_list_add(l, tr->def->stream, p->partition)->offset = pos;
+		p->committed = pos;
+	}
+	if (l == NULL)
+		return;
+	rd_kafka_resp_err_t e = rd_kafka_commit(tr->consumer, l, sync ? 0 : 1);
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		rt_fn_log(tr->fn, "commit failed: %s", rd_kafka_err2str(e));
+		for (int i = 0; i < l->cnt; i++) {
+			rt_part_t *p = part_get(tr, l->elems[i].partition, false);
+			if (p != NULL)
+				p->committed = -1;
+		}
+	} else if (!sync) {
+		tr->commit_inflight = true;
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
+		      void *opaque)
+{
+	(void)rk;
+	rt_trigger_t *tr = opaque;
+	tr->commit_inflight = false;
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+		return;
+	rt_fn_log(tr->fn, "commit failed: %s", rd_kafka_err2str(err));
+	for (int i = 0; offsets != NULL && i < offsets->cnt; i++) {
+		rt_part_t *p = part_get(tr, offsets->elems[i].partition, false);
+		if (p != NULL)
+			p->committed = -1; /* commit again */
+	}
+}
+
+/* Waits (serving results) until the given partitions have nothing in flight, or the deadline. */
+static void drain(rt_trigger_t *tr, bool only_unassigned)
+{
+	int64_t deadline = rt_now_ms() + tr->fn->rt->opts.stop_timeout_ms + tr->fn->def->timeout_ms;
+	for (;;) {
+		take_done(tr);
+		int busy = 0;
+		for (int i = 0; i < tr->nparts; i++) {
+			rt_part_t *p = tr->parts[i];
+			if (p != NULL && (!only_unassigned || !p->assigned))
+				busy += p->inflight + p->dead_inflight;
+		}
+		if (busy == 0 || rt_now_ms() > deadline)
+			break;
+		pthread_mutex_lock(&tr->mu);
+		if (tr->done_head == NULL) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 50000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&tr->cond, &tr->mu, &ts);
+		}
+		pthread_mutex_unlock(&tr->mu);
+	}
+}
+
+/* ---- rebalances -------------------------------------------------------------------------------------- */
+
+static void start_positions(rt_trigger_t *tr, rd_kafka_topic_partition_list_t *parts)
+{
+	rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(parts);
+	if (rd_kafka_committed(tr->consumer, c, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		rd_kafka_topic_partition_list_t *q = rd_kafka_topic_partition_list_new(c->cnt);
+		for (int i = 0; i < c->cnt; i++)
+			if (c->elems[i].offset < 0)
+				rd_kafka_topic_partition_list_add(q, c->elems[i].topic, c->elems[i].partition)->offset =
+					tr->def->start_time_ms;
+		if (q->cnt > 0 && rd_kafka_offsets_for_times(tr->consumer, q, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			for (int i = 0; i < q->cnt; i++) {
+				rd_kafka_topic_partition_t *t =
+					rd_kafka_topic_partition_list_find(parts, q->elems[i].topic, q->elems[i].partition);
+				if (t != NULL && q->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+					t->offset = q->elems[i].offset >= 0 ? q->elems[i].offset : RD_KAFKA_OFFSET_END;
+			}
+		}
+		rd_kafka_topic_partition_list_destroy(q);
+	}
+	rd_kafka_topic_partition_list_destroy(c);
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+			 void *opaque)
+{
+	rt_trigger_t *tr = opaque;
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		for (int i = 0; i < parts->cnt; i++) {
+			rt_part_t *p = part_get(tr, parts->elems[i].partition, true);
+			if (p != NULL)
+				p->assigned = true;
+		}
+		if (tr->def->start == FN_START_TIME)
+			start_positions(tr, parts);
+		rd_kafka_assign(rk, parts);
+		rt_fn_log(tr->fn, "trigger %s: assigned %d partition(s)", tr->def->stream, parts->cnt);
+		return;
+	}
+	for (int i = 0; i < parts->cnt; i++) {
+		rt_part_t *p = part_get(tr, parts->elems[i].partition, false);
+		if (p != NULL)
+			p->assigned = false;
+	}
+	drain(tr, true);
+	commit(tr, true, true);
+	for (int i = 0; i < tr->nparts; i++)
+		if (tr->parts[i] != NULL && !tr->parts[i]->assigned)
+			part_drop(tr, tr->parts[i]);
+	rd_kafka_assign(rk, NULL);
+	if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+		rt_fn_log(tr->fn, "trigger %s: rebalance error %s", tr->def->stream, rd_kafka_err2str(err));
+}
+
+/* ---- the loop ---------------------------------------------------------------------------------------- */
+
+static void snapshot(rt_trigger_t *tr)
+{
+	int n = 0;
+	rt_part_snap_t *s = calloc((size_t)tr->nparts + 1, sizeof *s);
+	for (int i = 0; i < tr->nparts; i++) {
+		rt_part_t *p = tr->parts[i];
+		if (p == NULL)
+			continue;
+		int64_t lo = -1, hi = -1;
+		rd_kafka_get_watermark_offsets(tr->consumer, tr->def->stream, p->partition, &lo, &hi);
+		s[n++] = (rt_part_snap_t){ .partition = p->partition, .committed = p->committed, .high = hi,
+					   .queued = (int64_t)p->q.n, .inflight = p->inflight, .paused = p->paused };
+	}
+	pthread_mutex_lock(&tr->mu);
+	free(tr->snap);
+	tr->snap = s;
+	tr->nsnap = n;
+	if (strncmp(tr->state, "error", 5) != 0 || n > 0)
+		snprintf(tr->state, sizeof tr->state, "running");
+	pthread_mutex_unlock(&tr->mu);
+}
+
+static void *trigger_main(void *arg)
+{
+	rt_trigger_t *tr = arg;
+	rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(sub, tr->def->stream, RD_KAFKA_PARTITION_UA);
+	rd_kafka_resp_err_t e = rd_kafka_subscribe(tr->consumer, sub);
+	rd_kafka_topic_partition_list_destroy(sub);
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+		rt_fn_log(tr->fn, "subscribe to %s failed: %s", tr->def->stream, rd_kafka_err2str(e));
+	while (!atomic_load(&tr->stop)) {
+		take_done(tr);
+		int64_t wake = rt_now_ms() + 100;
+		schedule(tr, &wake);
+		if (!tr->commit_inflight)
+			commit(tr, false, false);
+		int64_t now_ns = rt_now_ns();
+		if (now_ns - tr->last_snap_ns > 200000000) {
+			snapshot(tr);
+			tr->last_snap_ns = now_ns;
+		}
+		int64_t timeout = wake - rt_now_ms();
+		pthread_mutex_lock(&tr->mu);
+		if (tr->done_head != NULL)
+			timeout = 0;
+		pthread_mutex_unlock(&tr->mu);
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(tr->consumer, (int)(timeout < 0 ? 0 : timeout));
+		for (int k = 0; m != NULL && k < 10000; k++) {
+			on_message(tr, m);
+			m = k + 1 < 10000 ? rd_kafka_consumer_poll(tr->consumer, 0) : NULL;
+		}
+		if (m != NULL)
+			on_message(tr, m);
+	}
+	for (int i = 0; i < tr->nparts; i++)
+		if (tr->parts[i] != NULL)
+			tr->parts[i]->assigned = false;
+	drain(tr, false);
+	commit(tr, true, false);
+	rd_kafka_consumer_close(tr->consumer);
+	for (int i = 0; i < tr->nparts; i++)
+		if (tr->parts[i] != NULL)
+			part_drop(tr, tr->parts[i]);
+	return NULL;
+}
+
+err_t rt_trigger_start(rt_trigger_t *tr, char *err, size_t errcap)
+{
+	const fn_trigger_t *d = tr->def;
+	char errstr[512];
+	pthread_mutex_init(&tr->mu, NULL);
+	pthread_cond_init(&tr->cond, NULL);
+	snprintf(tr->state, sizeof tr->state, "starting");
+	rd_kafka_conf_t *c = rd_kafka_conf_new();
+	char cid[200];
+	snprintf(cid, sizeof cid, "factlog-fn-%s", tr->fn->def->name);
+	const char *kv[][2] = {
+		{ "bootstrap.servers", tr->fn->rt->bootstrap },
+		{ "group.id", d->group },
+		{ "client.id", cid },
+		{ "enable.auto.commit", "false" },
+		{ "enable.auto.offset.store", "false" },
+		{ "auto.offset.reset", d->start == FN_START_EARLIEST ? "earliest" : "latest" },
+		{ "fetch.wait.max.ms", "100" },
+		{ "fetch.error.backoff.ms", "100" },
+		{ "queued.max.messages.kbytes", "16384" },
+		{ "topic.metadata.refresh.interval.ms", "5000" },
+		{ "session.timeout.ms", "10000" },
+		{ "heartbeat.interval.ms", "1000" },
+		{ "log_level", "3" },
+	};
+	for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+		if (rd_kafka_conf_set(c, kv[i][0], kv[i][1], errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+			snprintf(err, errcap, "%s: %s", kv[i][0], errstr);
+			rd_kafka_conf_destroy(c);
+			return ERR_INVALID;
+		}
+	rd_kafka_conf_set_opaque(c, tr);
+	rd_kafka_conf_set_rebalance_cb(c, on_rebalance);
+	rd_kafka_conf_set_offset_commit_cb(c, on_commit);
+	tr->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof errstr);
+	if (tr->consumer == NULL) {
+		snprintf(err, errcap, "consumer: %s", errstr);
+		return ERR_INVALID;
+	}
+	rd_kafka_poll_set_consumer(tr->consumer);
+	tr->cq = rd_kafka_queue_get_consumer(tr->consumer);
+	tr->scratch = calloc((size_t)d->batch_size, sizeof *tr->scratch);
+	if (pthread_create(&tr->thread, NULL, trigger_main, tr) != 0) {
+		snprintf(err, errcap, "cannot start a consumer thread");
+		return ERR_SYS(EAGAIN);
+	}
+	tr->thread_started = true;
+	return OK;
+}
+
+void rt_trigger_stop(rt_trigger_t *tr)
+{
+	if (tr->thread_started) {
+		atomic_store(&tr->stop, true);
+		rd_kafka_queue_yield(tr->cq);
+		pthread_join(tr->thread, NULL);
+		tr->thread_started = false;
+	}
+	if (tr->consumer != NULL) {
+		rd_kafka_queue_destroy(tr->cq);
+		rd_kafka_destroy(tr->consumer);
+		tr->consumer = NULL;
+	}
+	pthread_mutex_destroy(&tr->mu);
+	pthread_cond_destroy(&tr->cond);
+	free(tr->parts);
+	free(tr->snap);
+	free(tr->scratch);
+	free(tr->scan_blocked.keys);
+	free(tr->scan_blocked.gens);
+}
+
+json_t *rt_trigger_json(rt_trigger_t *tr)
+{
+	const fn_trigger_t *d = tr->def;
+	json_t *o = json_object();
+	json_object_set_new(o, "stream", json_string(d->stream));
+	json_object_set_new(o, "group", json_string(d->group));
+	json_object_set_new(o, "ordering", json_string(fn_ordering_name(d->ordering)));
+	json_object_set_new(o, "batch_size", json_integer(d->batch_size));
+	json_object_set_new(o, "concurrency", json_integer(d->concurrency));
+	if (d->on_failure)
+		json_object_set_new(o, "on_failure", json_string(d->on_failure));
+	json_t *parts = json_array();
+	int64_t lag = 0;
+	pthread_mutex_lock(&tr->mu);
+	json_object_set_new(o, "state", json_string(tr->state));
+	for (int i = 0; i < tr->nsnap; i++) {
+		rt_part_snap_t *s = &tr->snap[i];
+		int64_t l = s->high >= 0 && s->committed >= 0 ? s->high - s->committed : s->high >= 0 ? s->high : 0;
+		lag += l > 0 ? l : 0;
+		json_t *pj = json_object();
+		json_object_set_new(pj, "partition", json_integer(s->partition));
+		json_object_set_new(pj, "committed", json_integer(s->committed));
+		json_object_set_new(pj, "high_watermark", json_integer(s->high));
+		json_object_set_new(pj, "lag", json_integer(l > 0 ? l : 0));
+		json_object_set_new(pj, "queued", json_integer(s->queued));
+		json_object_set_new(pj, "in_flight", json_integer(s->inflight));
+		json_object_set_new(pj, "paused", json_boolean(s->paused));
+		json_array_append_new(parts, pj);
+	}
+	pthread_mutex_unlock(&tr->mu);
+	json_object_set_new(o, "lag", json_integer(lag));
+	json_object_set_new(o, "partitions", parts);
+	return o;
+}
