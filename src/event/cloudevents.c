@@ -1,6 +1,7 @@
 /* cloudevents.c -- CloudEvents <-> Kafka records. See cloudevents.h. */
 #include "event/cloudevents.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,25 +196,228 @@ int ce_to_record(const ce_event_t *ev, slice_t *key, slice_t *value, ce_kv_t *he
 	return n;
 }
 
-static bool is_utf8_json_text(slice_t v)
+/* ---- records as JSON text, without building a document (the functions runtime's hot path) --------------- */
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 when it is not one (overlongs, surrogates and code
+ * points above U+10FFFF are not). */
+static size_t utf8_seq(const uint8_t *p, size_t n)
 {
-	for (size_t i = 0; i < v.len; i++)
-		if (v.ptr[i] == 0)
-			return false;
-	json_t *s = json_stringn((const char *)v.ptr, v.len); /* NULL unless valid UTF-8 */
-	if (s == NULL)
+	uint8_t c = p[0];
+	if (c < 0x80)
+		return 1;
+	size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+	if (len == 0 || len > n || c > 0xf4)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f) || (c == 0xf0 && p[1] < 0x90) ||
+	    (c == 0xf4 && p[1] > 0x8f))
+		return 0;
+	return len;
+}
+
+/* Appends s as a JSON string; invalid UTF-8 bytes become U+FFFD. Returns false when any byte was not valid
+ * UTF-8 text (so a caller can choose base64 instead). */
+static bool put_str(buf_t *b, const uint8_t *s, size_t n)
+{
+	bool clean = true;
+	buf_append(b, "\"", 1);
+	size_t run = 0; /* bytes copied as they are, flushed before each escape */
+	for (size_t i = 0; i < n;) {
+		uint8_t c = s[i];
+		size_t k = utf8_seq(s + i, n - i);
+		if (k > 0 && c >= 0x20 && c != '"' && c != '\\') {
+			i += k;
+			run += k;
+			continue;
+		}
+		buf_append(b, s + i - run, run);
+		run = 0;
+		char esc[8];
+		if (k == 0) {
+			buf_append(b, "\xef\xbf\xbd", 3);
+			clean = false;
+		} else if (c == '"' || c == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)c;
+			buf_append(b, esc, 2);
+		} else {
+			if (c == 0)
+				clean = false;
+			snprintf(esc, sizeof esc, "\\u%04x", c);
+			buf_append(b, esc, 6);
+		}
+		i += k ? k : 1;
+	}
+	buf_append(b, s + n - run, run);
+	buf_append(b, "\"", 1);
+	return clean;
+}
+
+/* A JSON syntax check without allocation (RFC 8259; nesting up to 128). */
+typedef struct {
+	const uint8_t *p, *end;
+	int depth;
+} jv_t;
+
+static void jv_ws(jv_t *v)
+{
+	while (v->p < v->end && (*v->p == ' ' || *v->p == '\t' || *v->p == '\n' || *v->p == '\r'))
+		v->p++;
+}
+
+static bool jv_value(jv_t *v);
+
+static bool jv_string(jv_t *v)
+{
+	if (v->p >= v->end || *v->p != '"')
 		return false;
-	json_decref(s);
+	v->p++;
+	while (v->p < v->end && *v->p != '"') {
+		if (*v->p == '\\') {
+			v->p++;
+			if (v->p >= v->end)
+				return false;
+			if (*v->p == 'u') {
+				for (int i = 1; i <= 4; i++)
+					if (v->p + i >= v->end || !isxdigit(v->p[i]))
+						return false;
+				v->p += 4;
+			} else if (!strchr("\"\\/bfnrt", *v->p) || *v->p == 0) {
+				return false;
+			}
+			v->p++;
+			continue;
+		}
+		size_t k = utf8_seq(v->p, (size_t)(v->end - v->p));
+		if (k == 0 || *v->p < 0x20)
+			return false;
+		v->p += k;
+	}
+	if (v->p >= v->end)
+		return false;
+	v->p++;
 	return true;
 }
 
-json_t *ce_record_to_json(const ce_kafka_record_t *rec)
+static bool jv_number(jv_t *v)
 {
-	json_t *o = json_object();
-	bool is_ce = false, json_data = false;
-	const char *topic = rec->topic;
-	int32_t partition = rec->partition;
-	int64_t offset = rec->offset, timestamp = rec->timestamp;
+	const uint8_t *s = v->p;
+	if (v->p < v->end && *v->p == '-')
+		v->p++;
+	if (v->p >= v->end || !isdigit(*v->p))
+		return false;
+	if (*v->p == '0')
+		v->p++;
+	else
+		while (v->p < v->end && isdigit(*v->p))
+			v->p++;
+	if (v->p < v->end && *v->p == '.') {
+		v->p++;
+		if (v->p >= v->end || !isdigit(*v->p))
+			return false;
+		while (v->p < v->end && isdigit(*v->p))
+			v->p++;
+	}
+	if (v->p < v->end && (*v->p == 'e' || *v->p == 'E')) {
+		v->p++;
+		if (v->p < v->end && (*v->p == '+' || *v->p == '-'))
+			v->p++;
+		if (v->p >= v->end || !isdigit(*v->p))
+			return false;
+		while (v->p < v->end && isdigit(*v->p))
+			v->p++;
+	}
+	return v->p > s;
+}
+
+static bool jv_word(jv_t *v, const char *w)
+{
+	size_t n = strlen(w);
+	if ((size_t)(v->end - v->p) < n || memcmp(v->p, w, n) != 0)
+		return false;
+	v->p += n;
+	return true;
+}
+
+static bool jv_container(jv_t *v, char close)
+{
+	if (++v->depth > 128)
+		return false;
+	v->p++;
+	jv_ws(v);
+	if (v->p < v->end && *v->p == close) {
+		v->p++;
+		v->depth--;
+		return true;
+	}
+	for (;;) {
+		jv_ws(v);
+		if (close == '}') {
+			if (!jv_string(v))
+				return false;
+			jv_ws(v);
+			if (v->p >= v->end || *v->p != ':')
+				return false;
+			v->p++;
+			jv_ws(v);
+		}
+		if (!jv_value(v))
+			return false;
+		jv_ws(v);
+		if (v->p < v->end && *v->p == ',') {
+			v->p++;
+			continue;
+		}
+		if (v->p < v->end && *v->p == close) {
+			v->p++;
+			v->depth--;
+			return true;
+		}
+		return false;
+	}
+}
+
+static bool jv_value(jv_t *v)
+{
+	if (v->p >= v->end)
+		return false;
+	switch (*v->p) {
+	case '{': return jv_container(v, '}');
+	case '[': return jv_container(v, ']');
+	case '"': return jv_string(v);
+	case 't': return jv_word(v, "true");
+	case 'f': return jv_word(v, "false");
+	case 'n': return jv_word(v, "null");
+	default: return jv_number(v);
+	}
+}
+
+static bool json_text_valid(slice_t s)
+{
+	jv_t v = { s.ptr, s.ptr + s.len, 0 };
+	jv_ws(&v);
+	if (!jv_value(&v))
+		return false;
+	jv_ws(&v);
+	return v.p == v.end;
+}
+
+static void put_attr(buf_t *b, bool *first, const char *name, const uint8_t *val, size_t n)
+{
+	if (!*first)
+		buf_append(b, ",", 1);
+	*first = false;
+	put_str(b, (const uint8_t *)name, strlen(name));
+	buf_append(b, ":", 1);
+	put_str(b, val, n);
+}
+
+void ce_record_to_text(const ce_kafka_record_t *rec, bool with_topic, buf_t *b)
+{
+	bool is_ce = false, json_data = false, first = true;
+	buf_append(b, "{", 1);
 	for (int i = 0; i < rec->nheaders; i++) {
 		slice_t k = rec->headers[i].key, v = rec->headers[i].value;
 		if (rec->headers[i].value_null)
@@ -221,6 +425,10 @@ json_t *ce_record_to_json(const ce_kafka_record_t *rec)
 		char name[64];
 		if (k.len > 3 && k.len < 40 && memcmp(k.ptr, "ce_", 3) == 0) {
 			snprintf(name, sizeof name, "%.*s", (int)(k.len - 3), (const char *)k.ptr + 3);
+			if (strcmp(name, "partition") == 0 || strcmp(name, "offset") == 0 || strcmp(name, "topic") == 0 ||
+			    strcmp(name, "partitionkey") == 0 || strcmp(name, "data") == 0 ||
+			    strcmp(name, "data_base64") == 0)
+				continue; /* ours below; never two members of one name */
 			is_ce = true;
 		} else if (slice_eq(k, slice_cstr("content-type"))) {
 			snprintf(name, sizeof name, "datacontenttype");
@@ -228,46 +436,73 @@ json_t *ce_record_to_json(const ce_kafka_record_t *rec)
 		} else {
 			continue;
 		}
-		json_object_set_new(o, name, json_stringn_nocheck((const char *)v.ptr, v.len));
+		put_attr(b, &first, name, v.ptr, v.len);
 	}
+	char tmp[320];
 	if (!is_ce) { /* a plain Kafka record: attributes from where it lives */
-		char buf[300];
-		snprintf(buf, sizeof buf, "%s-%" PRId32 "-%" PRId64, topic, partition, offset);
-		json_object_set_new(o, "id", json_string(buf));
-		snprintf(buf, sizeof buf, "/factlog/topics/%s", topic);
-		json_object_set_new(o, "source", json_string(buf));
-		json_object_set_new(o, "type", json_string("factlog.record"));
-		json_object_set_new(o, "specversion", json_string("1.0"));
-		time_t secs = (time_t)(timestamp / 1000);
+		int n = snprintf(tmp, sizeof tmp, "%s-%" PRId32 "-%" PRId64, rec->topic, rec->partition, rec->offset);
+		put_attr(b, &first, "id", (const uint8_t *)tmp, (size_t)n);
+		n = snprintf(tmp, sizeof tmp, "/factlog/topics/%s", rec->topic);
+		put_attr(b, &first, "source", (const uint8_t *)tmp, (size_t)n);
+		put_attr(b, &first, "type", (const uint8_t *)"factlog.record", 14);
+		put_attr(b, &first, "specversion", (const uint8_t *)"1.0", 3);
+		time_t secs = (time_t)(rec->timestamp / 1000);
 		struct tm tm;
 		gmtime_r(&secs, &tm);
-		snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-			 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(timestamp % 1000));
-		json_object_set_new(o, "time", json_string(buf));
+		n = snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+			     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(rec->timestamp % 1000));
+		put_attr(b, &first, "time", (const uint8_t *)tmp, (size_t)n);
 	}
-	if (!rec->key_null)
-	{
-		json_t *k = rec->key.len ? json_stringn((const char *)rec->key.ptr, rec->key.len) : json_string("");
-		json_object_set_new(o, "partitionkey", k ? k : json_string("(binary key)"));
-	}
-	if (!rec->value_null) {
-		json_t *d = NULL;
-		if (json_data)
-			d = json_loadb((const char *)rec->value.ptr, rec->value.len, JSON_DECODE_ANY, NULL);
-		if (d != NULL) {
-			json_object_set_new(o, "data", d);
-		} else if (is_utf8_json_text(rec->value)) {
-			json_object_set_new(o, "data", json_stringn((const char *)rec->value.ptr, rec->value.len));
-		} else {
-			buf_t b = { 0 };
-			b64_encode(rec->value.ptr, rec->value.len, &b);
-			json_object_set_new(o, "data_base64", json_stringn((const char *)b.data, b.len));
-			buf_free(&b);
+	if (!rec->key_null) {
+		size_t mark = b->len;
+		put_attr(b, &first, "partitionkey", rec->key.ptr ? rec->key.ptr : (const uint8_t *)"", rec->key.len);
+		bool text = true;
+		for (size_t i = 0; i < rec->key.len && text;) {
+			size_t k = utf8_seq(rec->key.ptr + i, rec->key.len - i);
+			text = k > 0 && rec->key.ptr[i] != 0;
+			i += k ? k : 1;
+		}
+		if (!text) {
+			b->len = mark;
+			put_attr(b, &first, "partitionkey", (const uint8_t *)"(binary key)", 12);
 		}
 	}
-	json_object_set_new(o, "partition", json_integer(partition));
-	json_object_set_new(o, "offset", json_integer(offset));
-	return o;
+	if (!rec->value_null) {
+		slice_t v = rec->value;
+		buf_append(b, first ? "" : ",", first ? 0 : 1);
+		first = false;
+		if (json_data && json_text_valid(v)) {
+			buf_append(b, "\"data\":", 7);
+			buf_append(b, v.ptr, v.len);
+		} else {
+			size_t mark = b->len;
+			buf_append(b, "\"data\":", 7);
+			if (!put_str(b, v.ptr ? v.ptr : (const uint8_t *)"", v.len)) {
+				b->len = mark;
+				buf_append(b, "\"data_base64\":\"", 15);
+				b64_encode(v.ptr, v.len, b);
+				buf_append(b, "\"", 1);
+			}
+		}
+	}
+	if (with_topic) {
+		buf_append(b, first ? "" : ",", first ? 0 : 1);
+		first = false;
+		buf_append(b, "\"topic\":", 8);
+		put_str(b, (const uint8_t *)rec->topic, strlen(rec->topic));
+	}
+	int n = snprintf(tmp, sizeof tmp, "%s\"partition\":%" PRId32 ",\"offset\":%" PRId64 "}", first ? "" : ",",
+			 rec->partition, rec->offset);
+	buf_append(b, tmp, (size_t)n);
+}
+
+json_t *ce_record_to_json(const ce_kafka_record_t *rec)
+{
+	buf_t b = { 0 };
+	ce_record_to_text(rec, false, &b);
+	json_t *o = json_loadb((const char *)b.data, b.len, 0, NULL);
+	buf_free(&b);
+	return o != NULL ? o : json_object(); /* the text is valid JSON by construction */
 }
 
 int32_t ce_partition_for_key(slice_t key, int32_t partitions)

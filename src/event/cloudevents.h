@@ -66,7 +66,14 @@ const char *ce_validate(const ce_event_t *ev);
  * into ev and names (header names are written there), which must outlive them. Returns the header count. */
 int ce_to_record(const ce_event_t *ev, slice_t *key, slice_t *value, ce_kv_t *headers, char (*names)[32],
 		 int cap);
-/* A record as a JSON CloudEvent with extensions partition and offset (and partitionkey from the key). */
+/* A record as a JSON CloudEvent with extensions partition and offset (and partitionkey from the key; topic
+ * too when with_topic), appended to b as compact JSON text without building a document: the ce_* headers
+ * become attributes, content-type becomes datacontenttype, the value becomes "data" (embedded as is when it
+ * is valid JSON marked application/json, a string when it is UTF-8 text, else "data_base64"). Records that
+ * were not CloudEvents get id TOPIC-PARTITION-OFFSET, source /factlog/topics/TOPIC, type factlog.record and
+ * their timestamp as time. Always valid JSON (invalid UTF-8 in attributes becomes U+FFFD). */
+void ce_record_to_text(const ce_kafka_record_t *rec, bool with_topic, buf_t *b);
+/* The same as a JSON document (new reference). */
 json_t *ce_record_to_json(const ce_kafka_record_t *rec);
 
 /* Kafka's default partitioner (murmur2 of the key, as the Java client and kafkajs compute it). */

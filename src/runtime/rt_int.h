@@ -36,7 +36,8 @@ enum { EV_QUEUED, EV_INFLIGHT, EV_RETRY, EV_DEAD, EV_DONE };
 
 typedef struct {
 	rd_kafka_message_t *msg; /* the record as fetched, kept for dead letters; owned */
-	json_t *ce;              /* the record as a JSON CloudEvent (see event/cloudevents.h); owned */
+	char *json;              /* the record as a JSON CloudEvent, compact text (ce_record_to_text); owned */
+	size_t json_len;
 	int64_t offset;
 	int64_t ts_ms;           /* the record's timestamp */
 	int64_t arrived_ms;      /* when polled (monotonic) */
@@ -214,6 +215,8 @@ const char *rt_produce_emit(rt_fn_t *fn, json_t *emit, json_t *cause, rt_emit_wa
 /* Produces a dead letter for job->evs[0]; the job comes back through rt_trigger_post. */
 err_t rt_produce_dead_letter(rt_job_t *job, const char *topic);
 int64_t rt_now_ms(void);
+/* An event's CloudEvent as a document, parsed from its text (new reference; NULL only if out of memory). */
+json_t *rt_ev_ce(const rt_ev_t *ev);
 int64_t rt_now_ns(void);
 
 #endif

@@ -32,6 +32,11 @@ int64_t rt_now_ms(void)
 	return rt_now_ns() / 1000000;
 }
 
+json_t *rt_ev_ce(const rt_ev_t *ev)
+{
+	return json_loadb(ev->json, ev->json_len, 0, NULL);
+}
+
 void runtime_opts_default(runtime_opts_t *o)
 {
 	memset(o, 0, sizeof *o);

@@ -51,7 +51,7 @@ static void evq_pop(rt_evq_t *q)
 static void ev_free(rt_ev_t *ev)
 {
 	rd_kafka_message_destroy(ev->msg);
-	json_decref(ev->ce);
+	free(ev->json);
 	free(ev->error);
 	free(ev);
 }
@@ -210,10 +210,12 @@ static void part_drop(rt_trigger_t *tr, rt_part_t *p)
 	free(p);
 }
 
+/* Undone events a partition may hold before it is paused. Pausing makes librdkafka drop what it prefetched
+ * and fetch it again on resume, so the bound is generous and resuming waits until a quarter is left. */
 static size_t max_pending(const fn_trigger_t *d)
 {
-	size_t m = (size_t)d->batch_size * (size_t)d->concurrency * 4;
-	return m < 1000 ? 1000 : m > 100000 ? 100000 : m;
+	size_t m = (size_t)d->batch_size * (size_t)d->concurrency * 8;
+	return m < 20000 ? 20000 : m > 100000 ? 100000 : m;
 }
 
 static void part_pause(rt_trigger_t *tr, rt_part_t *p, bool pause)
@@ -230,7 +232,8 @@ static void part_pause(rt_trigger_t *tr, rt_part_t *p, bool pause)
 
 /* ---- records in -------------------------------------------------------------------------------------- */
 
-static json_t *message_json(rd_kafka_message_t *m, int64_t ts)
+/* The record as CloudEvent JSON text, appended to b. */
+static void message_json(rd_kafka_message_t *m, int64_t ts, buf_t *b)
 {
 	ce_kv_t hdrs[64];
 	int n = 0;
@@ -250,9 +253,7 @@ static json_t *message_json(rd_kafka_message_t *m, int64_t ts)
 				.offset = m->offset, .timestamp = ts, .key = slice_make(m->key, m->key_len),
 				.value = slice_make(m->payload, m->len), .key_null = m->key == NULL,
 				.value_null = m->payload == NULL, .headers = hdrs, .nheaders = n };
-	json_t *o = ce_record_to_json(&r);
-	json_object_set_new(o, "topic", json_string(r.topic)); /* which trigger's stream it came from */
-	return o;
+	ce_record_to_text(&r, true, b); /* with topic: which trigger's stream it came from */
 }
 
 static void on_message(rt_trigger_t *tr, rd_kafka_message_t *m)
@@ -280,12 +281,19 @@ static void on_message(rt_trigger_t *tr, rd_kafka_message_t *m)
 	ev->arrived_ms = rt_now_ms();
 	ev->split = tr->def->batch_size;
 	ev->keyhash = m->key != NULL ? key_hash(m->key, m->key_len) : 0;
-	ev->ce = message_json(m, ev->ts_ms);
+	buf_t b = { 0 };
+	message_json(m, ev->ts_ms, &b);
+	ev->json = (char *)b.data;
+	ev->json_len = b.len;
 	ev->state = EV_QUEUED;
 	atomic_fetch_add(&fn->stats.events_in, 1);
-	if (tr->def->filter != NULL && !filter_match(tr->def->filter, ev->ce)) {
-		ev->state = EV_DONE;
-		atomic_fetch_add(&fn->stats.filtered, 1);
+	if (tr->def->filter != NULL) {
+		json_t *ce = rt_ev_ce(ev);
+		if (!filter_match(tr->def->filter, ce)) {
+			ev->state = EV_DONE;
+			atomic_fetch_add(&fn->stats.filtered, 1);
+		}
+		json_decref(ce);
 	}
 	evq_push(&p->q, ev);
 	p->next_offset = m->offset + 1;
@@ -574,7 +582,7 @@ static int64_t part_position(rt_trigger_t *tr, rt_part_t *p)
 		ev_free(evq_at(&p->q, 0));
 		evq_pop(&p->q);
 	}
-	if (p->paused && p->q.n <= max_pending(tr->def) / 2)
+	if (p->paused && p->q.n <= max_pending(tr->def) / 4)
 		part_pause(tr, p, false);
 	return p->q.n > 0 ? evq_at(&p->q, 0)->offset : p->next_offset;
 }

@@ -161,9 +161,7 @@ static void job_request(const rt_job_t *job, buf_t *b)
 	for (int i = 0; i < job->n; i++) {
 		if (i > 0)
 			buf_append(b, ",", 1);
-		char *s = json_dumps(job->evs[i]->ce, JSON_COMPACT);
-		buf_append(b, s, strlen(s));
-		free(s);
+		buf_append(b, job->evs[i]->json, job->evs[i]->json_len);
 	}
 	buf_append(b, "]}\n", 3);
 }
@@ -284,7 +282,9 @@ static void job_apply_reply(worker_t *w, rt_job_t *job, json_t *reply)
 				bad = "emit: cause is not an index of the batch";
 				break;
 			}
-			bad = rt_produce_emit(w->fn, e, job->evs[ci]->ce, &ew);
+			json_t *cause = rt_ev_ce(job->evs[ci]);
+			bad = rt_produce_emit(w->fn, e, cause, &ew);
+			json_decref(cause);
 			if (bad != NULL)
 				break;
 		}
@@ -314,9 +314,11 @@ static void job_apply_reply(worker_t *w, rt_job_t *job, json_t *reply)
 				ix = (int)json_integer_value(f);
 			} else if (json_is_string(f)) { /* an event id, as Lambda's itemIdentifier */
 				for (int k = 0; k < job->n && ix < 0; k++) {
-					const char *id = json_string_value(json_object_get(job->evs[k]->ce, "id"));
+					json_t *ce = rt_ev_ce(job->evs[k]);
+					const char *id = json_string_value(json_object_get(ce, "id"));
 					if (id != NULL && strcmp(id, json_string_value(f)) == 0)
 						ix = k;
+					json_decref(ce);
 				}
 			}
 			if (ix < 0 || ix >= job->n) {
@@ -398,9 +400,7 @@ static void run_http(worker_t *w, rt_job_t *job)
 	for (int i = 0; i < job->n; i++) {
 		if (i > 0)
 			buf_append(&req, ",", 1);
-		char *s = json_dumps(job->evs[i]->ce, JSON_COMPACT);
-		buf_append(&req, s, strlen(s));
-		free(s);
+		buf_append(&req, job->evs[i]->json, job->evs[i]->json_len);
 	}
 	buf_append(&req, "]", 1);
 	char idh[200];
@@ -462,6 +462,11 @@ static void *worker_main(void *arg)
 {
 	worker_t w = { .fn = arg, .pid = -1, .in_fd = -1, .out_fd = -1 };
 	rt_fn_t *fn = w.fn;
+	pthread_mutex_lock(&fn->mu);
+	bool warm = fn->def->run != NULL && fn->nworkers <= fn->def->min_workers;
+	pthread_mutex_unlock(&fn->mu);
+	if (warm && worker_spawn(&w) != 0) /* scale.min: warm before the first event */
+		rt_fn_log(fn, "cannot start `%s`", fn->def->run);
 	pthread_mutex_lock(&fn->mu);
 	for (;;) {
 		if (fn->q_head != NULL) {
