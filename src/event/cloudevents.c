@@ -496,11 +496,19 @@ void ce_record_to_text(const ce_kafka_record_t *rec, bool with_topic, buf_t *b)
 	buf_append(b, tmp, (size_t)n);
 }
 
+json_t *ce_text_parse(const char *text, size_t len)
+{
+	json_t *o = json_loadb(text, len, JSON_ALLOW_NUL, NULL);
+	if (o == NULL) /* valid JSON that jansson cannot hold as such: integers beyond 64 bits */
+		o = json_loadb(text, len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, NULL);
+	return o;
+}
+
 json_t *ce_record_to_json(const ce_kafka_record_t *rec)
 {
 	buf_t b = { 0 };
 	ce_record_to_text(rec, false, &b);
-	json_t *o = json_loadb((const char *)b.data, b.len, 0, NULL);
+	json_t *o = ce_text_parse((const char *)b.data, b.len);
 	buf_free(&b);
 	return o != NULL ? o : json_object(); /* the text is valid JSON by construction */
 }

@@ -73,6 +73,9 @@ int ce_to_record(const ce_event_t *ev, slice_t *key, slice_t *value, ce_kv_t *he
  * were not CloudEvents get id TOPIC-PARTITION-OFFSET, source /factlog/topics/TOPIC, type factlog.record and
  * their timestamp as time. Always valid JSON (invalid UTF-8 in attributes becomes U+FFFD). */
 void ce_record_to_text(const ce_kafka_record_t *rec, bool with_topic, buf_t *b);
+/* Parses such text into a document (new reference; NULL only when it is not JSON). Integers beyond 64 bits
+ * are valid JSON but not jansson integers: then every number of the event is read as a real. */
+json_t *ce_text_parse(const char *text, size_t len);
 /* The same as a JSON document (new reference). */
 json_t *ce_record_to_json(const ce_kafka_record_t *rec);
 

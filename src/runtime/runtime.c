@@ -34,7 +34,7 @@ int64_t rt_now_ms(void)
 
 json_t *rt_ev_ce(const rt_ev_t *ev)
 {
-	return json_loadb(ev->json, ev->json_len, 0, NULL);
+	return ce_text_parse(ev->json, ev->json_len);
 }
 
 void runtime_opts_default(runtime_opts_t *o)

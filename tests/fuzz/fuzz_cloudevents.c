@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,8 +61,34 @@ static void one(json_t *obj)
 	ce_event_free(&ev);
 }
 
+/* Arbitrary bytes as a record (key, value, a ce_ header, content-type JSON or not): the text form must
+ * always be valid JSON, whatever the bytes. */
+static void raw_record(const uint8_t *data, size_t size)
+{
+	size_t a = size / 3, b = 2 * size / 3;
+	ce_kv_t h[2] = { { slice_cstr("ce_type"), slice_make(data, a), false },
+			 { slice_cstr("content-type"),
+			   slice_cstr(size % 2 ? "application/json" : "text/plain"), false } };
+	ce_kafka_record_t r = { .topic = "t", .partition = 1, .offset = 2, .timestamp = 1700000000000,
+				.key = slice_make(data + a, b - a), .value = slice_make(data + b, size - b),
+				.headers = h, .nheaders = 2 };
+	buf_t t = { 0 };
+	ce_record_to_text(&r, size % 3 == 0, &t);
+	json_error_t je;
+	json_t *o = ce_text_parse((const char *)t.data, t.len);
+	if (o == NULL)
+		json_decref(json_loadb((const char *)t.data, t.len, JSON_ALLOW_NUL, &je));
+	if (o == NULL)
+		fprintf(stderr, "invalid JSON (%s at %d): %.*s\n", je.text, je.position, (int)t.len, (const char *)t.data);
+	ASSERT(o != NULL);
+	ASSERT(json_number_value(json_object_get(o, "offset")) == 2);
+	json_decref(o);
+	buf_free(&t);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	raw_record(data, size);
 	json_error_t je;
 	json_t *doc = json_loadb((const char *)data, size, JSON_DECODE_ANY, &je);
 	if (doc == NULL)
