@@ -1339,7 +1339,9 @@ static void route(hreq_t *r, const char *url, const char *method)
 	}
 	if (r->srv->opts.ext != NULL) {
 		http_ext_req_t er = { .method = method, .path = url, .body = r->body.data, .body_len = r->body.len,
-				      .opaque = r };
+				      .opaque = r,
+				      .content_type = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND,
+										  "Content-Type") };
 		http_ext_reply_t out = { 0 };
 		r->srv->opts.ext(r->srv->opts.ext_ctx, &er, &out);
 		if (out.status != 0) {

@@ -29,6 +29,7 @@ typedef struct http_server http_server_t;
  * does not depend on runtime/. The handler runs on a pool thread with the whole body and may block briefly. */
 typedef struct {
 	const char *method, *path;
+	const char *content_type; /* NULL when absent */
 	const uint8_t *body;
 	size_t body_len;
 	void *opaque; /* for http_ext_arg */

@@ -178,7 +178,7 @@ struct rt_fn {
 	rt_stats_t stats;
 	/* the last invocation durations, for percentiles (under mu) */
 	int64_t lat_ms[256];
-	int nlat;
+	uint64_t nlat;
 };
 
 struct runtime {
@@ -205,6 +205,9 @@ json_t *rt_trigger_json(rt_trigger_t *tr);
 void rt_pool_submit(rt_fn_t *fn, rt_job_t *job);
 /* Starts scale.min warm workers. */
 void rt_pool_start_min(rt_fn_t *fn);
+/* Takes back tr's jobs still queued for a worker (all, or only those of unassigned partitions) and posts
+ * them to tr as failed; returns how many. */
+int rt_pool_cancel(rt_fn_t *fn, rt_trigger_t *tr, bool only_unassigned);
 /* Stops the pool: workers finish their job, kill their process and exit. */
 void rt_pool_stop(rt_fn_t *fn);
 
@@ -215,6 +218,7 @@ const char *rt_produce_emit(rt_fn_t *fn, json_t *emit, json_t *cause, rt_emit_wa
 /* Produces a dead letter for job->evs[0]; the job comes back through rt_trigger_post. */
 err_t rt_produce_dead_letter(rt_job_t *job, const char *topic);
 int64_t rt_now_ms(void);
+int64_t rt_wall_ms(void); /* CLOCK_REALTIME: for record timestamps */
 /* An event's CloudEvent as a document, parsed from its text (new reference; NULL only if out of memory). */
 json_t *rt_ev_ce(const rt_ev_t *ev);
 int64_t rt_now_ns(void);

@@ -32,6 +32,13 @@ int64_t rt_now_ms(void)
 	return rt_now_ns() / 1000000;
 }
 
+int64_t rt_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 json_t *rt_ev_ce(const rt_ev_t *ev)
 {
 	return ce_text_parse(ev->json, ev->json_len);
@@ -48,6 +55,28 @@ void runtime_opts_default(runtime_opts_t *o)
 
 /* ---- logs -------------------------------------------------------------------------------------------- */
 
+/* Copies the log to NAME.log.1 and truncates it in place: workers hold O_APPEND descriptors of this file,
+ * so a rename would leave them writing to the old one. */
+static void log_rotate(int fd, const char *path)
+{
+	char old[4200];
+	snprintf(old, sizeof old, "%s.1", path);
+	int out = open(old, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (out < 0)
+		return;
+	char buf[65536];
+	ssize_t n;
+	off_t pos = 0;
+	while ((n = pread(fd, buf, sizeof buf, pos)) > 0) {
+		if (write(out, buf, (size_t)n) != n)
+			break;
+		pos += n;
+	}
+	close(out);
+	if (ftruncate(fd, 0) != 0)
+		log_warn("cannot truncate %s: %s", path, strerror(errno));
+}
+
 void rt_fn_log(rt_fn_t *fn, const char *fmt, ...)
 {
 	char line[1024];
@@ -61,14 +90,11 @@ void rt_fn_log(rt_fn_t *fn, const char *fmt, ...)
 	va_end(ap);
 	n += k < 0 ? 0 : k >= (int)sizeof line - n - 1 ? (int)sizeof line - n - 2 : k;
 	line[n++] = '\n';
-	int fd = open(fn->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	int fd = open(fn->log_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd >= 0) {
 		struct stat st;
-		if (fstat(fd, &st) == 0 && st.st_size > LOG_ROTATE_BYTES) {
-			char old[4200];
-			snprintf(old, sizeof old, "%s.1", fn->log_path);
-			rename(fn->log_path, old);
-		}
+		if (fstat(fd, &st) == 0 && st.st_size > LOG_ROTATE_BYTES)
+			log_rotate(fd, fn->log_path);
 		ssize_t w = write(fd, line, (size_t)n);
 		(void)w;
 		close(fd);
@@ -248,14 +274,22 @@ const char *rt_produce_emit(rt_fn_t *fn, json_t *emit, json_t *cause, rt_emit_wa
 		json_object_set_new(e, "type", json_string("factlog.emitted"));
 	/* provenance: what caused it, the conversation it belongs to, the trace it continues */
 	json_object_set_new(e, "causationtopic", json_copy(json_object_get(cause, "topic")));
-	json_object_set_new(e, "causationpartition", json_copy(json_object_get(cause, "partition")));
-	json_object_set_new(e, "causationoffset", json_copy(json_object_get(cause, "offset")));
+	/* numbers as integers even when the cause was read with reals (see ce_text_parse) */
+	json_object_set_new(e, "causationpartition",
+			    json_integer((json_int_t)json_number_value(json_object_get(cause, "partition"))));
+	json_object_set_new(e, "causationoffset",
+			    json_integer((json_int_t)json_number_value(json_object_get(cause, "offset"))));
 	json_object_set_new(e, "causationid", json_copy(json_object_get(cause, "id")));
-	json_t *corr = json_object_get(cause, "correlationid");
-	json_object_set_new(e, "correlationid", json_copy(corr != NULL ? corr : json_object_get(cause, "id")));
-	char tp[56];
-	child_traceparent(json_string_value(json_object_get(cause, "traceparent")), tp);
-	json_object_set_new(e, "traceparent", json_string(tp));
+	/* a handler may start its own conversation or trace; otherwise both continue from the cause */
+	if (json_object_get(e, "correlationid") == NULL) {
+		json_t *corr = json_object_get(cause, "correlationid");
+		json_object_set_new(e, "correlationid", json_copy(corr != NULL ? corr : json_object_get(cause, "id")));
+	}
+	if (json_object_get(e, "traceparent") == NULL) {
+		char tp[56];
+		child_traceparent(json_string_value(json_object_get(cause, "traceparent")), tp);
+		json_object_set_new(e, "traceparent", json_string(tp));
+	}
 	ce_event_t ev;
 	memset(&ev, 0, sizeof ev);
 	const char *bad = ce_from_json(e, &ev);
@@ -484,6 +518,7 @@ err_t runtime_deploy(runtime_t *rt, app_t *app, char *err, size_t errcap)
 	int nold = rt->nfns;
 	rt_fn_t **fns = calloc((size_t)app->nfunctions + 1, sizeof *fns);
 	int nfns = 0;
+	bool failed = false;
 	/* stop what changed or went away; keep what is the same */
 	for (int i = 0; i < nold; i++) {
 		const fn_def_t *nd = app_function(app, old[i]->def->name);
@@ -501,8 +536,13 @@ err_t runtime_deploy(runtime_t *rt, app_t *app, char *err, size_t errcap)
 			kept = strcmp(fns[k]->def->name, app->functions[i].name) == 0;
 		if (kept)
 			continue;
-		rt_fn_t *fn = fn_start(rt, na, &app->functions[i], err, errcap);
+		char ferr[512] = "";
+		rt_fn_t *fn = fn_start(rt, na, &app->functions[i], ferr, sizeof ferr);
 		fns[nfns++] = fn;
+		if (ferr[0] != 0) { /* it stays listed (and stoppable); the deploy reports the problem */
+			snprintf(err, errcap, "function %s: %s", app->functions[i].name, ferr);
+			failed = true;
+		}
 	}
 	free(old);
 	rt->fns = fns;
@@ -511,7 +551,7 @@ err_t runtime_deploy(runtime_t *rt, app_t *app, char *err, size_t errcap)
 	rt->app = na;
 	pthread_mutex_unlock(&rt->mu);
 	app_unref(prev);
-	return OK;
+	return failed ? ERR_INVALID : OK;
 }
 
 err_t runtime_start(const runtime_opts_t *o, app_t *app, runtime_t **out, char *err, size_t errcap)
@@ -534,6 +574,7 @@ err_t runtime_start(const runtime_opts_t *o, app_t *app, runtime_t **out, char *
 		{ "acks", "all" },
 		{ "enable.idempotence", "true" },
 		{ "linger.ms", "1" },
+		{ "message.timeout.ms", "30000" }, /* bounds how long a stop waits for an emit or dead letter */
 		{ "partitioner", "murmur2_random" }, /* the Java client's and the HTTP gateway's choice */
 		{ "log_level", "3" },
 	};
@@ -616,7 +657,7 @@ static json_t *fn_json(rt_fn_t *fn, bool detail)
 	json_object_set_new(o, "workers", json_integer(fn->nworkers));
 	json_object_set_new(o, "busy", json_integer(fn->nbusy));
 	json_object_set_new(o, "queued_batches", json_integer(fn->queued));
-	int nl = fn->nlat < 256 ? fn->nlat : 256;
+	int nl = fn->nlat < 256 ? (int)fn->nlat : 256;
 	int64_t lat[256];
 	memcpy(lat, fn->lat_ms, (size_t)nl * sizeof lat[0]);
 	pthread_mutex_unlock(&fn->mu);

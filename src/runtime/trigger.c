@@ -147,7 +147,10 @@ static void gs_reset(rt_genset_t *s, size_t want)
 		s->gens = calloc(s->cap, sizeof *s->gens);
 		s->gen = 0;
 	}
-	s->gen++;
+	if (++s->gen == 0) { /* wrapped: every slot would look current */
+		memset(s->gens, 0, s->cap * sizeof *s->gens);
+		s->gen = 1;
+	}
 	s->n = 0;
 }
 
@@ -320,7 +323,7 @@ static int build_batch(rt_trigger_t *tr, rt_part_t *p, int64_t now, int64_t *wak
 		if (ev->state == EV_DEAD || (ev->state == EV_RETRY && ev->ready_ms > now)) {
 			if (ev->state == EV_RETRY && ev->ready_ms < *wake_ms)
 				*wake_ms = ev->ready_ms;
-			if (d->ordering == FN_ORDER_PARTITION && ev->state == EV_RETRY)
+			if (d->ordering == FN_ORDER_PARTITION)
 				break; /* nothing overtakes it */
 			if (by_key && ev->keyhash)
 				gs_add(&tr->scan_blocked, ev->keyhash);
@@ -446,13 +449,13 @@ static void fail_event(rt_trigger_t *tr, rt_part_t *p, rt_ev_t *ev, const char *
 {
 	const fn_trigger_t *d = tr->def;
 	free(ev->error);
-	ev->error = strdup(error ? error : "failed");
+	ev->error = strndup(error ? error : "failed", 1024); /* a header of the dead letter: keep it small */
 	if (!counted) {
 		ev->state = EV_QUEUED;
 		return;
 	}
 	ev->attempts++;
-	int64_t wall = rt_now_ms();
+	int64_t wall = rt_wall_ms();
 	bool too_old = d->max_age_ms > 0 && ev->ts_ms > 0 && wall - ev->ts_ms > d->max_age_ms;
 	if (ev->attempts >= d->retry_attempts || too_old) {
 		go_dead(tr, p, ev);
@@ -489,10 +492,11 @@ static void on_invoke_done(rt_trigger_t *tr, rt_job_t *job)
 		char *mark = calloc(job->n > 0 ? (size_t)job->n : 1, 1);
 		for (int k = 0; k < job->nfailed; k++)
 			mark[job->failed[k]] = 2;
+		bool by_part = tr->def->ordering == FN_ORDER_PARTITION;
 		for (int i = 0; i < job->n; i++)
-			if (mark[i] == 2 && by_key && job->evs[i]->keyhash)
+			if (mark[i] == 2 && (by_part || (by_key && job->evs[i]->keyhash)))
 				for (int j = i + 1; j < job->n; j++)
-					if (!mark[j] && job->evs[j]->keyhash == job->evs[i]->keyhash)
+					if (!mark[j] && (by_part || job->evs[j]->keyhash == job->evs[i]->keyhash))
 						mark[j] = 1;
 		for (int i = 0; i < job->n; i++) {
 			if (mark[i] == 0) {
@@ -551,8 +555,9 @@ void rt_trigger_post(rt_job_t *job)
 		tr->done_head = job;
 	tr->done_tail = job;
 	pthread_cond_broadcast(&tr->cond);
-	pthread_mutex_unlock(&tr->mu);
+	/* under the lock: once the consumer has taken every job, no poster still touches tr */
 	rd_kafka_queue_yield(tr->cq);
+	pthread_mutex_unlock(&tr->mu);
 }
 
 static bool take_done(rt_trigger_t *tr)
@@ -635,9 +640,14 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_pa
 }
 
 /* Waits (serving results) until the given partitions have nothing in flight, or the deadline. */
+/* Waits (serving results) until the given partitions have nothing in flight. Partitions are freed only
+ * after this, so it never gives up on a job: past the deadline it takes back this trigger's jobs still
+ * queued for a worker (they come back failed, and, being unassigned, are not run again); running jobs end
+ * within the function's timeout, dead letters within the producer's message timeout. */
 static void drain(rt_trigger_t *tr, bool only_unassigned)
 {
-	int64_t deadline = rt_now_ms() + tr->fn->rt->opts.stop_timeout_ms + tr->fn->def->timeout_ms;
+	int64_t deadline = rt_now_ms() + tr->fn->rt->opts.stop_timeout_ms;
+	bool cancelled = false;
 	for (;;) {
 		take_done(tr);
 		int busy = 0;
@@ -646,8 +656,14 @@ static void drain(rt_trigger_t *tr, bool only_unassigned)
 			if (p != NULL && (!only_unassigned || !p->assigned))
 				busy += p->inflight + p->dead_inflight;
 		}
-		if (busy == 0 || rt_now_ms() > deadline)
+		if (busy == 0)
 			break;
+		if (!cancelled && rt_now_ms() > deadline) {
+			int n = rt_pool_cancel(tr->fn, tr, only_unassigned);
+			if (n > 0)
+				rt_fn_log(tr->fn, "stopping: %d batch(es) still waiting for a worker were not run", n);
+			cancelled = true;
+		}
 		pthread_mutex_lock(&tr->mu);
 		if (tr->done_head == NULL) {
 			struct timespec ts;
@@ -697,9 +713,19 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 			if (p != NULL)
 				p->assigned = true;
 		}
+		/* where the group stands, for lag, until this member commits */
+		rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(parts);
+		if (rd_kafka_committed(rk, c, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+			for (int i = 0; i < c->cnt; i++) {
+				rt_part_t *p = part_get(tr, c->elems[i].partition, false);
+				if (p != NULL && c->elems[i].offset >= 0)
+					p->committed = c->elems[i].offset;
+			}
+		rd_kafka_topic_partition_list_destroy(c);
 		if (tr->def->start == FN_START_TIME)
 			start_positions(tr, parts);
 		rd_kafka_assign(rk, parts);
+		rd_kafka_resume_partitions(rk, parts); /* librdkafka remembers a pause across a reassignment */
 		rt_fn_log(tr->fn, "trigger %s: assigned %d partition(s)", tr->def->stream, parts->cnt);
 		return;
 	}

@@ -311,7 +311,8 @@ static void job_apply_reply(worker_t *w, rt_job_t *job, json_t *reply)
 		json_array_foreach(failed, i, f) {
 			int ix = -1;
 			if (json_is_integer(f)) {
-				ix = (int)json_integer_value(f);
+				json_int_t v = json_integer_value(f);
+				ix = v >= 0 && v < job->n ? (int)v : -1;
 			} else if (json_is_string(f)) { /* an event id, as Lambda's itemIdentifier */
 				for (int k = 0; k < job->n && ix < 0; k++) {
 					json_t *ce = rt_ev_ce(job->evs[k]);
@@ -331,7 +332,7 @@ static void job_apply_reply(worker_t *w, rt_job_t *job, json_t *reply)
 		}
 		job->status = 2;
 		free(job->error);
-		job->error = strdup(error ? error : "the function reported these events as failed");
+		job->error = strndup(error ? error : "the function reported these events as failed", 1024);
 	}
 }
 
@@ -430,7 +431,7 @@ static void run_http(worker_t *w, rt_job_t *job)
 			atomic_fetch_add(&w->fn->stats.timeouts, 1);
 		job_fail(job, "POST %s: %s", w->fn->def->http, curl_easy_strerror(rc));
 	} else if (code < 200 || code > 299) {
-		job_fail(job, "POST %s: HTTP %ld: %.200s", w->fn->def->http, code,
+		job_fail(job, "POST %s: HTTP %ld: %.*s", w->fn->def->http, code, (int)(resp.len < 200 ? resp.len : 200),
 			 resp.len ? (const char *)resp.data : "");
 	} else if (resp.len > 0) {
 		json_t *reply = json_loadb((const char *)resp.data, resp.len, 0, NULL);
@@ -454,7 +455,7 @@ static void run_job(worker_t *w, rt_job_t *job)
 		atomic_fetch_add(&w->fn->stats.errors, 1);
 	atomic_fetch_add(&w->fn->stats.invoke_ns_total, job->ended_ns - job->started_ns);
 	pthread_mutex_lock(&w->fn->mu);
-	w->fn->lat_ms[w->fn->nlat++ % 256] = (job->ended_ns - job->started_ns) / 1000000;
+	w->fn->lat_ms[w->fn->nlat++ % 256u] = (job->ended_ns - job->started_ns) / 1000000;
 	pthread_mutex_unlock(&w->fn->mu);
 }
 
@@ -467,6 +468,7 @@ static void *worker_main(void *arg)
 	pthread_mutex_unlock(&fn->mu);
 	if (warm && worker_spawn(&w) != 0) /* scale.min: warm before the first event */
 		rt_fn_log(fn, "cannot start `%s`", fn->def->run);
+	w.cold = false; /* a warm start is not timed: its first reply waits for the first event */
 	pthread_mutex_lock(&fn->mu);
 	for (;;) {
 		if (fn->q_head != NULL) {
@@ -501,13 +503,17 @@ static void *worker_main(void *arg)
 		if (rc == ETIMEDOUT && fn->q_head == NULL && fn->nworkers > fn->def->min_workers)
 			break; /* scale down */
 	}
-	fn->nworkers--;
-	pthread_cond_broadcast(&fn->exited);
+	bool stopping = fn->stopping;
 	pthread_mutex_unlock(&fn->mu);
-	worker_kill(&w, fn->stopping ? NULL : "idle");
+	worker_kill(&w, stopping ? NULL : "idle");
 	buf_free(&w.rbuf);
 	if (w.curl != NULL)
 		curl_easy_cleanup(w.curl);
+	/* last: once counted out, fn may be freed by rt_pool_stop's caller */
+	pthread_mutex_lock(&fn->mu);
+	fn->nworkers--;
+	pthread_cond_broadcast(&fn->exited);
+	pthread_mutex_unlock(&fn->mu);
 	return NULL;
 }
 
@@ -548,6 +554,37 @@ void rt_pool_start_min(rt_fn_t *fn)
 	while (fn->nworkers < fn->def->min_workers)
 		pool_grow(fn);
 	pthread_mutex_unlock(&fn->mu);
+}
+
+int rt_pool_cancel(rt_fn_t *fn, rt_trigger_t *tr, bool only_unassigned)
+{
+	rt_job_t *mine = NULL, **link = &mine;
+	int n = 0;
+	pthread_mutex_lock(&fn->mu);
+	rt_job_t **pp = &fn->q_head;
+	fn->q_tail = NULL;
+	while (*pp != NULL) {
+		rt_job_t *j = *pp;
+		if (j->tr == tr && (!only_unassigned || !j->part->assigned)) {
+			*pp = j->next;
+			fn->queued--;
+			j->next = NULL;
+			*link = j;
+			link = &j->next;
+			n++;
+			continue;
+		}
+		fn->q_tail = j;
+		pp = &j->next;
+	}
+	pthread_mutex_unlock(&fn->mu);
+	while (mine != NULL) { /* posted outside fn->mu: rt_trigger_post takes tr->mu */
+		rt_job_t *j = mine;
+		mine = j->next;
+		job_fail(j, "cancelled: the trigger stopped before a worker took it");
+		rt_trigger_post(j);
+	}
+	return n;
 }
 
 void rt_pool_stop(rt_fn_t *fn)

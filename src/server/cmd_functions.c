@@ -35,6 +35,12 @@ void fn_host_init(fn_host_t *h, const char *bootstrap, const char *log_dir)
 err_t fn_host_deploy(fn_host_t *h, app_t *app, char *err, size_t errcap)
 {
 	pthread_mutex_lock(&h->mu);
+	if (h->stopped) {
+		pthread_mutex_unlock(&h->mu);
+		app_free(app);
+		snprintf(err, errcap, "the server is stopping");
+		return ERR_CLOSED;
+	}
 	err_t rc = h->rt == NULL ? runtime_start(&h->opts, app, &h->rt, err, errcap)
 				 : runtime_deploy(h->rt, app, err, errcap);
 	pthread_mutex_unlock(&h->mu);
@@ -47,6 +53,7 @@ void fn_host_stop(fn_host_t *h)
 	if (h->rt != NULL)
 		runtime_stop(h->rt);
 	h->rt = NULL;
+	h->stopped = true;
 	pthread_mutex_unlock(&h->mu);
 	/* h->mu stays valid: the HTTP server may still route a request here until it stops. */
 }
@@ -64,6 +71,16 @@ void fn_host_http(void *ctx, const http_ext_req_t *req, http_ext_reply_t *out)
 		if (strcmp(req->method, "POST") != 0 && strcmp(req->method, "PUT") != 0) {
 			out->status = 405;
 			out->json = error_json("method_not_allowed", "POST the app file (YAML) to deploy it");
+			return;
+		}
+		/* A YAML content type: a web page cannot send it without a CORS preflight, so a browser on this
+		 * machine cannot be made to deploy commands to a local server. */
+		const char *ct = req->content_type;
+		if (ct == NULL || (strncmp(ct, "application/yaml", 16) != 0 && strncmp(ct, "application/x-yaml", 18) != 0 &&
+				   strncmp(ct, "text/yaml", 9) != 0)) {
+			out->status = 415;
+			out->json = error_json("unsupported_media_type",
+					       "POST the app file with Content-Type: application/yaml");
 			return;
 		}
 		const char *path = http_ext_arg(req, "path");

@@ -8,6 +8,7 @@
 #define FL_SERVER_FNHOST_H
 
 #include <pthread.h>
+#include <stdbool.h>
 
 #include "http/http.h"
 #include "runtime/runtime.h"
@@ -15,6 +16,7 @@
 typedef struct {
 	pthread_mutex_t mu;
 	runtime_t *rt;       /* NULL until an app is deployed */
+	bool stopped;        /* fn_host_stop ran: a late deploy must not start a runtime nobody stops */
 	runtime_opts_t opts;
 	char bootstrap[512];
 	char log_dir[4096];

@@ -58,3 +58,32 @@ def test_poison_bisected_and_dead_lettered(ledger):
     if ledger.kind == "factlog":
         st = ledger.describe("bisect")["stats"]
         assert st["dead_lettered"] == 3 and st["bisections"] >= 3
+
+
+AGED = """
+streams:
+  orders: {{ partitions: 1 }}
+  orders-dlq: {{ partitions: 1 }}
+functions:
+  aged:
+    run: {run}
+    triggers:
+      - stream: orders
+        start: earliest
+        batch_size: 10
+        retry: {{ attempts: 1000, base: 20ms, max: 50ms }}
+        max_age: 1s
+        on_failure: orders-dlq
+"""
+
+
+def test_max_age_dead_letters_before_the_attempts_run_out(factlog_ledger):
+    lg = factlog_ledger
+    out = os.path.join(lg.root, "out.jsonl")
+    lg.start(AGED.format(run=handler_cmd(out)), {"orders": 1, "orders-dlq": 1})
+    lg.produce("orders", [("k", {"i": 0, "poison": True}, None), ("k", {"i": 1}, None)])
+    dlq = lg.consume_all("orders-dlq", 1, timeout=30)
+    assert len(dlq) == 1
+    h = {k: v.decode() for k, v in dlq[0].headers()}
+    assert 1 < int(h["factlog-attempts"]) < 1000, h
+    wait_until(lambda: any(r["data"]["i"] == 1 for r in read_out(out)), 20, "the next event")

@@ -97,3 +97,12 @@ def test_deploy_starts_functions_on_a_server_without_app(tmp_path):
         wait_until(lambda: len(read_out(out)) >= 1, 30, "processing after deploy")
     finally:
         s.stop()
+
+
+def test_deploy_needs_a_yaml_content_type(factlog_ledger):
+    lg = factlog_ledger
+    lg.start(APP.format(run=handler_cmd(os.path.join(lg.root, "o.jsonl"))), {"carts": 2})
+    r = lg.server.request("POST", "/v1/app?path=/tmp/x.yml", "functions: {}\n", {"Content-Type": "text/plain"})
+    assert r.status == 415 and r.json()["error"] == "unsupported_media_type"
+    r = lg.server.request("POST", "/v1/app?path=/tmp/x.yml", "functions: [\n", {"Content-Type": "application/yaml"})
+    assert r.status == 400 and "x.yml:" in r.json()["message"]
