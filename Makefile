@@ -65,6 +65,7 @@ bench: deps-bench $(BUILD)/build.ninja
 	bench/storage.sh $(BUILD)
 	bench/kafka.sh $(BUILD)
 	bench/http.sh $(BUILD)
+	bench/functions.sh $(BUILD)
 	bench/compare $(BUILD)
 
 clean:
