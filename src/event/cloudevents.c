@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,7 +330,14 @@ static bool jv_number(jv_t *v)
 		while (v->p < v->end && isdigit(*v->p))
 			v->p++;
 	}
-	return v->p > s;
+	/* also a number a double can hold (what jansson, and most handlers, will parse it into) */
+	char num[128];
+	size_t n = (size_t)(v->p - s);
+	if (n >= sizeof num)
+		return false;
+	memcpy(num, s, n);
+	num[n] = 0;
+	return isfinite(strtod(num, NULL));
 }
 
 static bool jv_word(jv_t *v, const char *w)
@@ -404,6 +412,49 @@ static bool json_text_valid(slice_t s)
 	return v.p == v.end;
 }
 
+/* Decimal digits of v into out (no terminator); returns the length. */
+static int fmt_i64(char *out, int64_t v)
+{
+	char tmp[24];
+	int n = 0;
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u > 0);
+	int k = 0;
+	if (v < 0)
+		out[k++] = '-';
+	while (n > 0)
+		out[k++] = tmp[--n];
+	return k;
+}
+
+/* Milliseconds since the epoch as "YYYY-MM-DDTHH:MM:SS.mmmZ" (24 characters, no terminator). The date of
+ * the last second seen is cached per thread: records come in time order. */
+static void fmt_time(int64_t ms, char out[24])
+{
+	static __thread int64_t cached_sec = INT64_MIN;
+	static __thread char cached[20];
+	int64_t sec = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+	if (sec != cached_sec) {
+		time_t t = (time_t)sec;
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		char buf[32];
+		snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.", (tm.tm_year + 1900) % 10000, tm.tm_mon + 1,
+			 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		memcpy(cached, buf, 20);
+		cached_sec = sec;
+	}
+	memcpy(out, cached, 20);
+	int m = (int)(ms - sec * 1000);
+	out[20] = (char)('0' + m / 100);
+	out[21] = (char)('0' + m / 10 % 10);
+	out[22] = (char)('0' + m % 10);
+	out[23] = 'Z';
+}
+
 static void put_attr(buf_t *b, bool *first, const char *name, const uint8_t *val, size_t n)
 {
 	if (!*first)
@@ -439,19 +490,28 @@ void ce_record_to_text(const ce_kafka_record_t *rec, bool with_topic, buf_t *b)
 		put_attr(b, &first, name, v.ptr, v.len);
 	}
 	char tmp[320];
-	if (!is_ce) { /* a plain Kafka record: attributes from where it lives */
-		int n = snprintf(tmp, sizeof tmp, "%s-%" PRId32 "-%" PRId64, rec->topic, rec->partition, rec->offset);
-		put_attr(b, &first, "id", (const uint8_t *)tmp, (size_t)n);
-		n = snprintf(tmp, sizeof tmp, "/factlog/topics/%s", rec->topic);
-		put_attr(b, &first, "source", (const uint8_t *)tmp, (size_t)n);
-		put_attr(b, &first, "type", (const uint8_t *)"factlog.record", 14);
-		put_attr(b, &first, "specversion", (const uint8_t *)"1.0", 3);
-		time_t secs = (time_t)(rec->timestamp / 1000);
-		struct tm tm;
-		gmtime_r(&secs, &tm);
-		n = snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-			     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(rec->timestamp % 1000));
-		put_attr(b, &first, "time", (const uint8_t *)tmp, (size_t)n);
+	if (!is_ce) { /* a plain Kafka record: attributes from where it lives (the runtime's hot path: no printf) */
+		static const char fixed[] = ",\"type\":\"factlog.record\",\"specversion\":\"1.0\",\"time\":\"";
+		buf_append(b, first ? "\"id\":" : ",\"id\":", first ? 5 : 6);
+		first = false;
+		size_t tl = strlen(rec->topic);
+		if (tl > 249)
+			tl = 249;
+		memcpy(tmp, rec->topic, tl);
+		size_t n = tl;
+		tmp[n++] = '-';
+		n += (size_t)fmt_i64(tmp + n, rec->partition);
+		tmp[n++] = '-';
+		n += (size_t)fmt_i64(tmp + n, rec->offset);
+		put_str(b, (const uint8_t *)tmp, n);
+		buf_append(b, ",\"source\":", 10);
+		memcpy(tmp, "/factlog/topics/", 16);
+		memcpy(tmp + 16, rec->topic, tl);
+		put_str(b, (const uint8_t *)tmp, 16 + tl);
+		buf_append(b, fixed, sizeof fixed - 1);
+		fmt_time(rec->timestamp, tmp);
+		buf_append(b, tmp, 24);
+		buf_append(b, "\"", 1);
 	}
 	if (!rec->key_null) {
 		size_t mark = b->len;
@@ -491,9 +551,11 @@ void ce_record_to_text(const ce_kafka_record_t *rec, bool with_topic, buf_t *b)
 		buf_append(b, "\"topic\":", 8);
 		put_str(b, (const uint8_t *)rec->topic, strlen(rec->topic));
 	}
-	int n = snprintf(tmp, sizeof tmp, "%s\"partition\":%" PRId32 ",\"offset\":%" PRId64 "}", first ? "" : ",",
-			 rec->partition, rec->offset);
-	buf_append(b, tmp, (size_t)n);
+	buf_append(b, first ? "\"partition\":" : ",\"partition\":", first ? 12 : 13);
+	buf_append(b, tmp, (size_t)fmt_i64(tmp, rec->partition));
+	buf_append(b, ",\"offset\":", 10);
+	buf_append(b, tmp, (size_t)fmt_i64(tmp, rec->offset));
+	buf_append(b, "}", 1);
 }
 
 json_t *ce_text_parse(const char *text, size_t len)

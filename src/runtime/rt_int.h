@@ -35,7 +35,11 @@ typedef struct rt_app rt_app_t;
 enum { EV_QUEUED, EV_INFLIGHT, EV_RETRY, EV_DEAD, EV_DONE };
 
 typedef struct {
-	rd_kafka_message_t *msg; /* the record as fetched, kept for dead letters; owned */
+	uint8_t *kv;             /* the record's key then value bytes (one allocation), for dead letters; owned */
+	size_t key_len, value_len;
+	bool key_null, value_null;
+	rd_kafka_headers_t *headers; /* its headers, detached from librdkafka's message; owned; may be NULL */
+	int32_t partition;
 	char *json;              /* the record as a JSON CloudEvent, compact text (ce_record_to_text); owned */
 	size_t json_len;
 	int64_t offset;

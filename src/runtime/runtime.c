@@ -314,26 +314,22 @@ const char *rt_produce_emit(rt_fn_t *fn, json_t *emit, json_t *cause, rt_emit_wa
 err_t rt_produce_dead_letter(rt_job_t *job, const char *topic)
 {
 	rt_ev_t *ev = job->evs[0];
-	rd_kafka_message_t *m = ev->msg;
 	rt_trigger_t *tr = job->tr;
-	rd_kafka_headers_t *src = NULL, *h;
-	if (rd_kafka_message_headers(m, &src) == RD_KAFKA_RESP_ERR_NO_ERROR)
-		h = rd_kafka_headers_copy(src);
-	else
-		h = rd_kafka_headers_new(8);
+	rd_kafka_headers_t *h = ev->headers != NULL ? rd_kafka_headers_copy(ev->headers) : rd_kafka_headers_new(8);
 	char num[32];
 	const char *err = ev->error ? ev->error : "failed";
 	rd_kafka_header_add(h, "factlog-error", -1, err, -1);
 	snprintf(num, sizeof num, "%d", ev->attempts);
 	rd_kafka_header_add(h, "factlog-attempts", -1, num, -1);
 	rd_kafka_header_add(h, "factlog-topic", -1, tr->def->stream, -1);
-	snprintf(num, sizeof num, "%" PRId32, m->partition);
+	snprintf(num, sizeof num, "%" PRId32, ev->partition);
 	rd_kafka_header_add(h, "factlog-partition", -1, num, -1);
-	snprintf(num, sizeof num, "%" PRId64, m->offset);
+	snprintf(num, sizeof num, "%" PRId64, ev->offset);
 	rd_kafka_header_add(h, "factlog-offset", -1, num, -1);
 	rd_kafka_header_add(h, "factlog-function", -1, tr->fn->def->name, -1);
-	rd_kafka_resp_err_t e = produce_one(tr->fn->rt->producer, topic, m->key, m->key_len, m->payload, m->len,
-					    ev->ts_ms, h, &job->dr);
+	rd_kafka_resp_err_t e = produce_one(tr->fn->rt->producer, topic, ev->key_null ? NULL : ev->kv, ev->key_len,
+					    ev->value_null ? NULL : ev->kv + ev->key_len, ev->value_len, ev->ts_ms, h,
+					    &job->dr);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		rd_kafka_headers_destroy(h);
 		return ERR_INVALID;

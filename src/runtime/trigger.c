@@ -50,7 +50,9 @@ static void evq_pop(rt_evq_t *q)
 
 static void ev_free(rt_ev_t *ev)
 {
-	rd_kafka_message_destroy(ev->msg);
+	free(ev->kv);
+	if (ev->headers != NULL)
+		rd_kafka_headers_destroy(ev->headers);
 	free(ev->json);
 	free(ev->error);
 	free(ev);
@@ -278,16 +280,31 @@ static void on_message(rt_trigger_t *tr, rd_kafka_message_t *m)
 	}
 	rt_fn_t *fn = tr->fn;
 	rt_ev_t *ev = calloc(1, sizeof *ev);
-	ev->msg = m;
 	ev->offset = m->offset;
+	ev->partition = m->partition;
 	ev->ts_ms = rd_kafka_message_timestamp(m, NULL);
 	ev->arrived_ms = rt_now_ms();
 	ev->split = tr->def->batch_size;
 	ev->keyhash = m->key != NULL ? key_hash(m->key, m->key_len) : 0;
 	buf_t b = { 0 };
+	buf_reserve(&b, m->len + m->key_len + 320); /* one allocation for most events */
 	message_json(m, ev->ts_ms, &b);
 	ev->json = (char *)b.data;
 	ev->json_len = b.len;
+	/* keep copies and let librdkafka have its message back at once: holding messages slows its fetcher */
+	ev->key_null = m->key == NULL;
+	ev->value_null = m->payload == NULL;
+	ev->key_len = m->key_len;
+	ev->value_len = m->len;
+	ev->kv = malloc(m->key_len + m->len + 1);
+	if (m->key_len)
+		memcpy(ev->kv, m->key, m->key_len);
+	if (m->len)
+		memcpy(ev->kv + m->key_len, m->payload, m->len);
+	rd_kafka_headers_t *hdrs = NULL;
+	if (rd_kafka_message_detach_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		ev->headers = hdrs;
+	rd_kafka_message_destroy(m);
 	ev->state = EV_QUEUED;
 	atomic_fetch_add(&fn->stats.events_in, 1);
 	if (tr->def->filter != NULL) {
@@ -299,7 +316,7 @@ static void on_message(rt_trigger_t *tr, rd_kafka_message_t *m)
 		json_decref(ce);
 	}
 	evq_push(&p->q, ev);
-	p->next_offset = m->offset + 1;
+	p->next_offset = ev->offset + 1; /* m is gone: librdkafka has it back */
 	if (!p->paused && p->q.n >= max_pending(tr->def))
 		part_pause(tr, p, true);
 }

@@ -85,5 +85,5 @@ def test_max_age_dead_letters_before_the_attempts_run_out(factlog_ledger):
     dlq = lg.consume_all("orders-dlq", 1, timeout=30)
     assert len(dlq) == 1
     h = {k: v.decode() for k, v in dlq[0].headers()}
-    assert 1 < int(h["factlog-attempts"]) < 1000, h
+    assert 1 <= int(h["factlog-attempts"]) < 1000, h  # stopped by age, long before the attempts ran out
     wait_until(lambda: any(r["data"]["i"] == 1 for r in read_out(out)), 20, "the next event")
