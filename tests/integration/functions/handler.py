@@ -7,6 +7,7 @@ key, data, attempt, time) and is steered by environment variables and by the eve
   data.poison=true  raise (the whole batch fails) when this event is reached, after the earlier ones
   data.crash=true   SIGKILL itself at this event, once per $CRASH_MARK file (a worker killed mid-batch)
   data.fail_once=true  report this event as failed (partial batch failure) the first time it is seen
+  data.hang=true    hang (sleep 60 s) at this event, once per $CRASH_MARK file (a worker that times out)
   EMIT=TOPIC        emit one event per input event to TOPIC, with cause = its index
 """
 import json
@@ -40,6 +41,9 @@ def handle(req):
                 open(CRASH_MARK, "w").close()
                 out.flush()
                 os.kill(os.getpid(), signal.SIGKILL)
+            if data.get("hang") and CRASH_MARK and not os.path.exists(CRASH_MARK):
+                open(CRASH_MARK, "w").close()
+                time.sleep(60)
             if data.get("fail_once") and ev["id"] not in seen_fail:
                 seen_fail.add(ev["id"])
                 failed.append(i)

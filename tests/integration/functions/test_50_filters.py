@@ -30,8 +30,8 @@ def expected(name, ev):
     }[name]
 
 
-def test_every_filter_operator(factlog_ledger):
-    lg = factlog_ledger
+def test_every_filter_operator(ledger):
+    lg = ledger
     out = os.path.join(lg.root, "out.jsonl")
     app = "streams:\n  items: { partitions: 2 }\nfunctions:\n"
     for name, f in FILTERS.items():
@@ -65,6 +65,6 @@ def test_every_filter_operator(factlog_ledger):
         assert got[name] == want[name], "filter %s: extra %s missing %s" % (
             name, sorted(got[name] - want[name])[:10], sorted(want[name] - got[name])[:10])
         assert 0 < len(want[name]) < len(events), "filter %s is not a real test" % name
-        st = lg.describe(name)["stats"]
-        wait_until(lambda: lg.describe(name)["stats"]["filtered"] == len(events) - len(want[name]), 10,
-                   "filtered count of %s (%s)" % (name, st))
+        if lg.kind == "factlog":  # the counters are served by factlog's HTTP API
+            wait_until(lambda: lg.describe(name)["stats"]["filtered"] == len(events) - len(want[name]), 10,
+                       "filtered count of %s" % name)

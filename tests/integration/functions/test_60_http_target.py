@@ -58,13 +58,14 @@ class Target(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_http_target(factlog_ledger):
+def test_http_target(ledger):
+    Target.batches, Target.statuses, Target.failed_once, Target.first = [], [], set(), True
     port = free_port()
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Target)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
-        lg = factlog_ledger
+        lg = ledger
         lg.start(APP.format(port=port), {"orders": 2})
         n = 100
         recs = [("k%d" % (i % 5), {"i": i, "fail_once": i in (17, 64)},
@@ -92,8 +93,8 @@ def test_http_target(factlog_ledger):
                 for e in evs:
                     counts[e["data"]["i"]] = counts.get(e["data"]["i"], 0) + 1
             assert counts[17] >= 2 and counts[64] >= 2
-        st = lg.describe("hook")["stats"]
-        assert st["retries"] >= 2
+        if lg.kind == "factlog":
+            assert lg.describe("hook")["stats"]["retries"] >= 2
     finally:
         srv.shutdown()
         srv.server_close()
