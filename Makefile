@@ -43,7 +43,7 @@ test: deps-test $(BUILD)/build.ninja $(ASAN)/build.ninja $(FUZZ)/build.ninja
 	@rc=0; \
 	meson test -C $(BUILD) --print-errorlogs --suite unit --suite integration || rc=1; \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		meson test -C $(ASAN) --print-errorlogs --suite unit || rc=1; \
+		meson test -C $(ASAN) --print-errorlogs --suite unit --suite asan-integration || rc=1; \
 	FUZZ_SECONDS=$(FUZZ_SECONDS) meson test -C $(FUZZ) --print-errorlogs --suite fuzz || rc=1; \
 	scripts/test-summary $(BUILD) $(ASAN) $(FUZZ); \
 	exit $$rc
