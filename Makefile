@@ -1,5 +1,5 @@
 # factlog -- a thin Makefile over Meson + Ninja. The README's two commands:
-#   make run    install what the build needs, build, and run the broker on ./data
+#   make run    install what the build needs, build, and run factlog on ./data with the example app
 #   make test   install what the tests need, build (plain, ASan+UBSan, libFuzzer), run every suite
 BUILD  ?= build
 ASAN   ?= build-asan
@@ -35,8 +35,9 @@ $(FUZZ)/build.ninja:
 build: deps-run $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
+# The main job: factlog on $(DATA) with the recently-viewed example loaded (examples/recently-viewed).
 run: build
-	./$(BUILD)/factlog serve --data $(DATA)
+	examples/recently-viewed/run.sh ./$(BUILD)/factlog $(DATA)
 
 test: deps-test $(BUILD)/build.ninja $(ASAN)/build.ninja $(FUZZ)/build.ninja
 	ninja -C $(BUILD) && ninja -C $(ASAN) && ninja -C $(FUZZ)
@@ -68,6 +69,7 @@ bench: deps-bench $(BUILD)/build.ninja
 	bench/kafka.sh $(BUILD)
 	bench/http.sh $(BUILD)
 	bench/functions.sh $(BUILD)
+	bench/recently_viewed.sh $(BUILD)
 	bench/compare $(BUILD)
 
 clean:

@@ -10,6 +10,7 @@
 # Usage: bench/functions.sh [BUILD_DIR]
 #   env: BENCH_DIR, SECONDS_EACH (10), BACKLOG (2000000), PARTITIONS (4), RATES ("1000 50000")
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 BUILD=$(cd "${1:-build}" && pwd)
 BENCH_DIR=${BENCH_DIR:-bench/results/scratch}
 SECS=${SECONDS_EACH:-10}
@@ -22,20 +23,12 @@ mkdir -p "$BENCH_DIR"
 S=$(cd "$(mktemp -d "$BENCH_DIR/functions.XXXXXX")" && pwd)
 PID=""
 cleanup() {
-	if [ -n "$PID" ]; then
-		kill -TERM "$PID" 2>/dev/null || true
-		for _ in $(seq 150); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$PID" 2>/dev/null || true
-		wait "$PID" 2>/dev/null || true
-	fi
+	stop_pid "$PID"
 	[ -n "${KEEP:-}" ] || rm -rf "$S"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-ports=$(/usr/bin/python3 -c 'import socket
-ss=[socket.socket() for _ in range(2)]
-[s.bind(("127.0.0.1",0)) for s in ss]
-print(" ".join(str(s.getsockname()[1]) for s in ss))')
+ports=$(free_ports 2)
 KPORT=${ports% *}
 HPORT=${ports#* }
 URL="http://127.0.0.1:$HPORT"

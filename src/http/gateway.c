@@ -58,6 +58,7 @@ struct http_server {
 	struct MHD_Daemon *d;
 	int port;
 	loop_t *timers;
+	struct hreq *wait_timers;  /* armed wait timers: the timer thread's, the stopping thread's after it ends */
 	pthread_t timer_thread;
 	pthread_mutex_t mu; /* dedup table, suspended list, counters of routes */
 	dedup_t *dedup;     /* ring of recent receipts, hashed into buckets */
@@ -110,6 +111,12 @@ struct hreq {
 	char *cw_group, *cw_topic;
 	loop_timer_t timer;
 	loop_task_t task;
+	/* The wait's timer, on the timer thread only: 0 not started, 1 armed (linked in srv->wait_timers),
+	 * 2 fired or cancelled. A commit cancels it through cancel_task, so a request answered early does not
+	 * stay allocated until its timeout. */
+	int tstate;
+	struct hreq *wt_prev, *wt_next;
+	loop_task_t cancel_task;
 	int64_t wait_ms;
 	atomic_bool claimed;
 	atomic_int refs;
@@ -788,18 +795,51 @@ static void wait_finish(hreq_t *r)
 		reply_json(r, 200, json_pack("{s:b,s:I}", "caught_up", 1, "committed", (json_int_t)r->committed));
 }
 
+static void wait_timer_unlink(hreq_t *r)
+{
+	http_server_t *s = r->srv;
+	if (r->wt_prev)
+		r->wt_prev->wt_next = r->wt_next;
+	else
+		s->wait_timers = r->wt_next;
+	if (r->wt_next)
+		r->wt_next->wt_prev = r->wt_prev;
+	r->wt_prev = r->wt_next = NULL;
+}
+
+/* Timer thread: the commit came first; the timer's reference goes now rather than at the timeout. */
+static void cancel_wait_timer(loop_task_t *task)
+{
+	hreq_t *r = task->data;
+	if (r->tstate == 1) {
+		loop_timer_stop(r->srv->timers, &r->timer);
+		wait_timer_unlink(r);
+		r->tstate = 2;
+		hreq_unref(r); /* the timer's reference */
+	} else if (r->tstate == 0) {
+		r->tstate = 2; /* start_wait_timer, still queued, drops the timer's reference */
+	}
+	hreq_unref(r); /* on_committed's reference */
+}
+
 static void on_committed(commit_waiter_t *w, int64_t committed)
 {
 	hreq_t *r = w->arg;
 	if (atomic_exchange(&r->claimed, true))
 		return;
 	r->committed = committed;
+	atomic_fetch_add(&r->refs, 1); /* keeps r until cancel_wait_timer ran */
 	complete_one(r);
+	r->cancel_task.cb = cancel_wait_timer;
+	r->cancel_task.data = r;
+	loop_post(r->srv->timers, &r->cancel_task);
 }
 
 static void on_wait_timer(loop_timer_t *t)
 {
 	hreq_t *r = t->data;
+	wait_timer_unlink(r);
+	r->tstate = 2;
 	if (storage_cancel_commit_wait(r->srv->st, &r->cw) && !atomic_exchange(&r->claimed, true)) {
 		r->timed_out = true;
 		complete_one(r);
@@ -810,6 +850,16 @@ static void on_wait_timer(loop_timer_t *t)
 static void start_wait_timer(loop_task_t *task)
 {
 	hreq_t *r = task->data;
+	if (r->tstate == 2) { /* the commit came first and cancelled it */
+		hreq_unref(r);
+		return;
+	}
+	r->tstate = 1;
+	r->wt_prev = NULL;
+	r->wt_next = r->srv->wait_timers;
+	if (r->wt_next)
+		r->wt_next->wt_prev = r;
+	r->srv->wait_timers = r;
 	r->timer.cb = on_wait_timer;
 	r->timer.data = r;
 	loop_timer_start(r->srv->timers, &r->timer, r->wait_ms);
@@ -1547,6 +1597,13 @@ void http_server_stop(http_server_t *s)
 	MHD_stop_daemon(s->d);
 	loop_stop(s->timers);
 	pthread_join(s->timer_thread, NULL);
+	/* Waits whose timers never fired: withdraw them from the storage and drop the timers' references. */
+	while (s->wait_timers != NULL) {
+		hreq_t *r = s->wait_timers;
+		wait_timer_unlink(r);
+		storage_cancel_commit_wait(s->st, &r->cw);
+		hreq_unref(r);
+	}
 	loop_free(s->timers);
 	for (size_t i = 0; i < s->ndedup; i++)
 		free(s->dedup[i].key);

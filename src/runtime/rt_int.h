@@ -170,6 +170,7 @@ struct rt_fn {
 	rt_app_t *app;           /* a reference keeps def alive */
 	const fn_def_t *def;
 	char *log_path;
+	char *state_var;         /* "FACTLOG_STATE_DIR=<log dir>/<name>": the function's own directory, absolute */
 	rt_trigger_t *triggers;
 	int ntriggers;
 	/* the worker pool */

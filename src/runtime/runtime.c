@@ -357,9 +357,14 @@ static rt_fn_t *fn_start(runtime_t *rt, rt_app_t *app, const fn_def_t *def, char
 	size_t pl = strlen(rt->log_dir) + strlen(def->name) + 8;
 	fn->log_path = malloc(pl);
 	snprintf(fn->log_path, pl, "%s/%s.log", rt->log_dir, def->name);
+	size_t sl = strlen(rt->log_dir) + strlen(def->name) + 24;
+	fn->state_var = malloc(sl);
+	snprintf(fn->state_var, sl, "FACTLOG_STATE_DIR=%s/%s", rt->log_dir, def->name);
 	pthread_mutex_init(&fn->mu, NULL);
 	pthread_cond_init(&fn->cond, NULL);
 	pthread_cond_init(&fn->exited, NULL);
+	if (mkdir(fn->state_var + 18, 0755) != 0 && errno != EEXIST)
+		rt_fn_log(fn, "cannot create the state directory %s: %s", fn->state_var + 18, strerror(errno));
 	fn->ntriggers = def->ntriggers;
 	fn->triggers = calloc((size_t)def->ntriggers, sizeof *fn->triggers);
 	rt_pool_start_min(fn);
@@ -389,6 +394,7 @@ static void fn_stop(rt_fn_t *fn)
 	pthread_cond_destroy(&fn->exited);
 	app_unref(fn->app);
 	free(fn->log_path);
+	free(fn->state_var);
 	free(fn);
 }
 
@@ -561,6 +567,11 @@ err_t runtime_start(const runtime_opts_t *o, app_t *app, runtime_t **out, char *
 	if (mkdir(rt->log_dir, 0755) != 0 && errno != EEXIST) {
 		snprintf(err, errcap, "cannot create the log directory %s: %s", rt->log_dir, strerror(errno));
 		goto fail;
+	}
+	char *abs = realpath(rt->log_dir, NULL); /* workers run in their app's directory */
+	if (abs != NULL) {
+		free(rt->log_dir);
+		rt->log_dir = abs;
 	}
 	char es[512];
 	rd_kafka_conf_t *c = rd_kafka_conf_new();

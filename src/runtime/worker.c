@@ -64,13 +64,14 @@ static void worker_kill(worker_t *w, const char *why)
 	w->rbuf.len = 0;
 }
 
-/* The environment of a worker: ours, then the function's, then FACTLOG_FUNCTION. */
-static char **worker_env(const fn_def_t *d)
+/* The environment of a worker: ours, then the function's, then FACTLOG_FUNCTION and FACTLOG_STATE_DIR. */
+static char **worker_env(const rt_fn_t *fn)
 {
+	const fn_def_t *d = fn->def;
 	size_t n = 0;
 	while (environ[n] != NULL)
 		n++;
-	char **envp = calloc(n + (size_t)d->nenv + 2, sizeof *envp);
+	char **envp = calloc(n + (size_t)d->nenv + 3, sizeof *envp);
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		bool overridden = false;
@@ -78,7 +79,8 @@ static char **worker_env(const fn_def_t *d)
 		size_t nl = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
 		for (int j = 0; j < d->nenv && !overridden; j++)
 			overridden = strncmp(d->env[j], environ[i], nl) == 0 && d->env[j][nl] == '=';
-		if (!overridden && strncmp(environ[i], "FACTLOG_FUNCTION=", 17) != 0)
+		if (!overridden && strncmp(environ[i], "FACTLOG_FUNCTION=", 17) != 0 &&
+		    strncmp(environ[i], "FACTLOG_STATE_DIR=", 18) != 0)
 			envp[k++] = environ[i];
 	}
 	for (int j = 0; j < d->nenv; j++)
@@ -86,6 +88,7 @@ static char **worker_env(const fn_def_t *d)
 	static __thread char fnvar[96];
 	snprintf(fnvar, sizeof fnvar, "FACTLOG_FUNCTION=%s", d->name);
 	envp[k++] = fnvar;
+	envp[k++] = fn->state_var;
 	envp[k] = NULL;
 	return envp;
 }
@@ -120,7 +123,7 @@ static int worker_spawn(worker_t *w)
 	posix_spawnattr_setsigdefault(&at, &all);
 	posix_spawnattr_setpgroup(&at, 0);
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	char **envp = worker_env(d);
+	char **envp = worker_env(w->fn);
 	char *argv[] = { (char *)"sh", (char *)"-c", d->run, NULL };
 	pid_t pid;
 	int rc = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, envp);
