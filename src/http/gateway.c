@@ -289,9 +289,16 @@ static json_t *topic_json(topic_t *t)
 		}
 		partition_info_t in;
 		partition_info(p, &in);
-		json_array_append_new(parts, json_pack("{s:i,s:I,s:I,s:I,s:i}", "partition", i, "log_start",
-						       (json_int_t)in.log_start, "high_watermark", (json_int_t)in.hwm,
-						       "bytes", (json_int_t)in.size_bytes, "segments", in.segments));
+		json_t *pj = json_pack("{s:i,s:I,s:I,s:I,s:i,s:I}", "partition", i, "log_start",
+				       (json_int_t)in.log_start, "high_watermark", (json_int_t)in.hwm, "bytes",
+				       (json_int_t)in.size_bytes, "segments", in.segments, "local_log_start",
+				       (json_int_t)in.local_log_start);
+		if (in.archived_segments > 0)
+			json_object_set_new(pj, "archive",
+					    json_pack("{s:I,s:I,s:I}", "segments", (json_int_t)in.archived_segments,
+						      "start", (json_int_t)in.archived_start, "end",
+						      (json_int_t)in.archived_end));
+		json_array_append_new(parts, pj);
 	}
 	return json_pack("{s:s,s:o}", "name", topic_name(t), "partitions", parts);
 }
@@ -332,9 +339,19 @@ static void route_topics(hreq_t *r, const char *method, const char *name)
 			const char *k;
 			json_t *v;
 			bool ok = true;
+			char why[400] = "";
+			partition_config_t probe;
+			partition_config_default(&probe);
 			if (configs)
 				json_object_foreach(configs, k, v) {
-					if (n == 64 || !json_is_string(v)) {
+					const char *bad = NULL;
+					if (n == 64 || !json_is_string(v))
+						bad = "configs: at most 64, each value a string";
+					else if (topic_config_apply(&probe, k, json_string_value(v), &bad) != OK)
+						snprintf(why, sizeof why, "config %s=%s: %s", k, json_string_value(v), bad);
+					if (bad != NULL) {
+						if (!why[0])
+							snprintf(why, sizeof why, "%s", bad);
 						ok = false;
 						break;
 					}
@@ -343,7 +360,9 @@ static void route_topics(hreq_t *r, const char *method, const char *name)
 					n++;
 				}
 			err_t rc = ok ? storage_topic_create(st, tname, (int32_t)parts, kv, n) : ERR_INVALID;
-			if (rc == OK) {
+			if (!ok) {
+				reply_error(r, 400, "invalid_config", why);
+			} else if (rc == OK) {
 				topic_t *t = storage_topic_get(st, tname);
 				reply_json(r, 201, topic_json(t));
 				topic_put(t);

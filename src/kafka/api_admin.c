@@ -17,9 +17,10 @@ static bool cstr(slice_t s, char *out, size_t cap)
 	return strlen(out) == s.len;
 }
 
-static const char *const topic_keys[] = { "cleanup.policy",     "index.interval.bytes", "max.message.bytes",
-					  "message.timestamp.type", "retention.bytes",   "retention.ms",
-					  "segment.bytes",      "segment.ms" };
+static const char *const topic_keys[] = { "cleanup.policy",        "index.interval.bytes",  "local.retention.bytes",
+					  "local.retention.ms",    "max.message.bytes",     "message.timestamp.type",
+					  "remote.storage.enable", "retention.bytes",       "retention.ms",
+					  "segment.bytes",         "segment.ms" };
 #define NKEYS ((int)(sizeof topic_keys / sizeof topic_keys[0]))
 
 static void config_value(const partition_config_t *cfg, const char *key, char *out, size_t cap)
@@ -32,6 +33,12 @@ static void config_value(const partition_config_t *cfg, const char *key, char *o
 		snprintf(out, cap, "%" PRId32, cfg->max_message_bytes);
 	else if (strcmp(key, "message.timestamp.type") == 0)
 		snprintf(out, cap, "%s", cfg->log_append_time ? "LogAppendTime" : "CreateTime");
+	else if (strcmp(key, "local.retention.bytes") == 0)
+		snprintf(out, cap, "%" PRId64, cfg->local_retention_bytes);
+	else if (strcmp(key, "local.retention.ms") == 0)
+		snprintf(out, cap, "%" PRId64, cfg->local_retention_ms);
+	else if (strcmp(key, "remote.storage.enable") == 0)
+		snprintf(out, cap, "%s", cfg->remote_storage ? "true" : "false");
 	else if (strcmp(key, "retention.bytes") == 0)
 		snprintf(out, cap, "%" PRId64, cfg->retention_bytes);
 	else if (strcmp(key, "retention.ms") == 0)

@@ -39,6 +39,12 @@ static const char serve_usage[] =
 	"                       never: leave writeback to the OS\n"
 	"  --retention-check-ms N  how often retention runs (default 300000)\n"
 	"  --flush-threads N    partitions fsynced in parallel (default 2)\n"
+	"  --archive LOCATION   where topics with remote.storage.enable=true copy their sealed segments:\n"
+	"                       a directory, or s3://BUCKET[/PREFIX] (default DATA/archive; 'none': off)\n"
+	"  --s3-endpoint URL    an S3-compatible endpoint (default https://s3.REGION.amazonaws.com);\n"
+	"                       credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n"
+	"  --s3-region R        the region to sign for (default us-east-1)\n"
+	"  --archive-check-ms N how often sealed segments are looked for (default 10000)\n"
 	"  --app FILE           run the functions of this app file (factlog.yml) against this server;\n"
 	"                       `factlog deploy FILE` replaces it later without a restart\n"
 	"  --log-level LEVEL    debug, info (default), warn, error\n"
@@ -112,6 +118,10 @@ int cmd_serve(int argc, char **argv)
 		{ "dedup-window-ms", required_argument, NULL, 'D' },
 		{ "request-timeout-ms", required_argument, NULL, 'R' },
 		{ "app", required_argument, NULL, 'X' },
+		{ "archive", required_argument, NULL, 'Y' },
+		{ "s3-endpoint", required_argument, NULL, 'E' },
+		{ "s3-region", required_argument, NULL, 'Z' },
+		{ "archive-check-ms", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	cli_storage_flags_t f = { 0 };
@@ -124,10 +134,16 @@ int cmd_serve(int argc, char **argv)
 	kafka_opts_default(&ko);
 	char listen_host[256], adv_host[256];
 	const char *app_file = NULL;
+	const char *archive = NULL, *s3_endpoint = NULL, *s3_region = NULL;
+	long long archive_check_ms = 10000;
 	int c;
 	while ((c = getopt_long(argc, argv, "d:f:l:r:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'X': app_file = optarg; break;
+		case 'Y': archive = optarg; break;
+		case 'E': s3_endpoint = optarg; break;
+		case 'Z': s3_region = optarg; break;
+		case 'K': archive_check_ms = atoll(optarg); break;
 		case 'k':
 			if (parse_hostport(optarg, listen_host, sizeof listen_host, &ko.listen_port) != 0)
 				return 2;
@@ -161,7 +177,7 @@ int cmd_serve(int argc, char **argv)
 		default: fputs(serve_usage, stderr); return 2;
 		}
 	}
-	if (optind != argc || retention_ms <= 0 || ko.default_partitions < 1 || ko.default_partitions > 10000 ||
+	if (optind != argc || retention_ms <= 0 || archive_check_ms <= 0 || ko.default_partitions < 1 || ko.default_partitions > 10000 ||
 	    ko.threads < 1 || ko.threads > 256 || ko.max_request_bytes < 1024 || ko.max_connections < 1 ||
 	    ko.group_initial_delay_ms < 0 || ko.group_initial_delay_ms > 300000 || ko.request_timeout_ms < 100) {
 		fputs(serve_usage, stderr);
@@ -172,6 +188,15 @@ int cmd_serve(int argc, char **argv)
 	if (rc != 0)
 		return rc;
 	o.retention_check_ms = retention_ms;
+	char archive_dir[4096];
+	if (archive == NULL) {
+		snprintf(archive_dir, sizeof archive_dir, "%s/archive", o.data_dir);
+		archive = archive_dir;
+	}
+	o.archive_location = strcmp(archive, "none") == 0 ? NULL : archive;
+	o.s3_endpoint = s3_endpoint;
+	o.s3_region = s3_region;
+	o.archive_check_ms = archive_check_ms;
 	if (flush_threads < 1 || flush_threads > STORAGE_FLUSH_THREADS_MAX) {
 		fputs(serve_usage, stderr);
 		return 2;

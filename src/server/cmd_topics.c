@@ -28,7 +28,9 @@ static const char topics_usage[] =
 	"  --partitions N      partition count (default 1)\n"
 	"  --config KEY=VALUE  segment.bytes, segment.ms, retention.bytes, retention.ms,\n"
 	"                      max.message.bytes, index.interval.bytes, message.timestamp.type,\n"
-	"                      cleanup.policy (delete)\n"
+	"                      cleanup.policy (delete), remote.storage.enable (true: archive sealed\n"
+	"                      segments, see `factlog serve --archive`), local.retention.ms,\n"
+	"                      local.retention.bytes (what stays on the local disk; -2: as retention.*)\n"
 	"  --log-level LEVEL   debug, info, warn (default), error\n"
 	"  -h, --help          this help\n";
 

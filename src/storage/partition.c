@@ -58,6 +58,15 @@ struct partition {
 	int ckpt_fd;
 	ckpt_t ckpt;          /* the last recovery point persisted */
 	int64_t ckpt_last_ms; /* monotonic ms of that write */
+	/* the archive: a list of segments below (and overlapping) the local ones, under mu */
+	archived_seg_t *arch;
+	size_t narch;
+	archive_fetch_fn arch_fetch;
+	void *arch_arg;
+	/* archived segments opened for reading (a small cache), under arch_mu; each holds a reference */
+	pthread_mutex_t arch_mu;
+	log_segment_t *arch_open[4];
+	int arch_next_slot;
 };
 
 void partition_config_default(partition_config_t *cfg)
@@ -73,6 +82,9 @@ void partition_config_default(partition_config_t *cfg)
 	cfg->flush_policy = FLUSH_ALWAYS;
 	cfg->flush_interval_ms = 1000;
 	cfg->checkpoint_interval_ms = 1000;
+	cfg->remote_storage = false;
+	cfg->local_retention_ms = -2;
+	cfg->local_retention_bytes = -2;
 }
 
 static log_segment_t *active(const partition_t *p)
@@ -449,6 +461,7 @@ err_t partition_open(const partition_env_t *env, const char *dir, const partitio
 	p->ckpt_fd = -1;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_mutex_init(&p->flush_mu, NULL);
+	pthread_mutex_init(&p->arch_mu, NULL);
 	io_t *io = env->io;
 	list_ctx_t lc = { p, NULL, 0, 0 };
 	err_t rc = io->mkdir(io, dir);
@@ -791,19 +804,35 @@ static err_t flush_once(partition_t *p)
 
 /* --- retention --- */
 
+static int64_t arch_end_locked(const partition_t *p)
+{
+	return p->narch > 0 ? p->arch[p->narch - 1].next : -1;
+}
+
 int partition_apply_retention(partition_t *p)
 {
 	pthread_mutex_lock(&p->mu);
 	int64_t now = clock_wall_ms(p->env.clock), total = 0;
 	for (size_t i = 0; i < p->nsegs; i++)
 		total += p->segs[i]->size;
+	const partition_config_t *c = &p->cfg;
+	int64_t lr_ms = c->local_retention_ms == -2 ? c->retention_ms : c->local_retention_ms;
+	int64_t lr_bytes = c->local_retention_bytes == -2 ? c->retention_bytes : c->local_retention_bytes;
+	int64_t archived_to = arch_end_locked(p);
 	size_t k = 0;
 	while (k + 1 < p->nsegs && p->segs[k]->sealed) {
 		log_segment_t *s = p->segs[k];
-		bool by_size = p->cfg.retention_bytes >= 0 && total - s->size >= p->cfg.retention_bytes;
-		bool by_age = p->cfg.retention_ms >= 0 && s->max_ts >= 0 && now - s->max_ts > p->cfg.retention_ms;
-		if (!by_size && !by_age)
-			break;
+		bool by_size = c->retention_bytes >= 0 && total - s->size >= c->retention_bytes;
+		bool by_age = c->retention_ms >= 0 && s->max_ts >= 0 && now - s->max_ts > c->retention_ms;
+		if (!by_size && !by_age) {
+			/* Tiered: a segment safe in the archive may leave the disk under the local limits. */
+			if (!c->remote_storage || s->next_offset > archived_to)
+				break;
+			bool local_size = lr_bytes >= 0 && total - s->size >= lr_bytes;
+			bool local_age = lr_ms >= 0 && s->max_ts >= 0 && now - s->max_ts > lr_ms;
+			if (!local_size && !local_age)
+				break;
+		}
 		total -= s->size;
 		k++;
 	}
@@ -817,8 +846,9 @@ int partition_apply_retention(partition_t *p)
 	}
 	pthread_mutex_unlock(&p->mu);
 	for (size_t i = 0; i < k; i++) {
-		log_info("partition %s: retention deletes segment %s (offsets %" PRId64 "..%" PRId64 ")", p->dir,
-			 gone[i]->name, gone[i]->base, gone[i]->next_offset - 1);
+		log_info("partition %s: retention deletes segment %s (offsets %" PRId64 "..%" PRId64 ")%s", p->dir,
+			 gone[i]->name, gone[i]->base, gone[i]->next_offset - 1,
+			 gone[i]->next_offset <= archived_to ? "; it stays in the archive" : "");
 		gone[i]->deleted = true;
 		segment_unref(gone[i]);
 	}
@@ -828,43 +858,95 @@ int partition_apply_retention(partition_t *p)
 
 /* --- reads --- */
 
-err_t partition_read(partition_t *p, int64_t offset, int64_t max_bytes, log_range_t *out)
+/* The archived segment holding offset, or NULL (under mu). */
+static const archived_seg_t *arch_find(const partition_t *p, int64_t offset)
 {
-	memset(out, 0, sizeof *out);
-	out->fd = -1;
-	pthread_mutex_lock(&p->mu);
-	err_t rc = OK;
-	if (p->failed != OK)
-		rc = ERR_FAILED;
-	else if (offset < p->segs[0]->base || offset > p->log_end)
-		rc = ERR_OUT_OF_RANGE;
-	if (rc != OK || offset >= hwm(p)) {
-		out->first_offset = out->next_offset = offset;
-		pthread_mutex_unlock(&p->mu);
-		return rc;
+	size_t lo = 0, hi = p->narch;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (p->arch[mid].base <= offset)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-	log_segment_t *seg = p->segs[seg_for_offset(p, offset)];
-	rc = segment_load_index(seg, p->cfg.index_interval_bytes);
-	int64_t limit = read_limit(p, seg), start = 0;
-	if (rc == OK) {
-		start = segment_index_floor(seg, offset);
-		segment_ref(seg);
-	}
-	pthread_mutex_unlock(&p->mu);
+	if (lo == 0 || offset >= p->arch[lo - 1].next)
+		return NULL;
+	return &p->arch[lo - 1];
+}
+
+/* An archived segment, opened and indexed, with a reference for the caller (no partition lock held). */
+static err_t arch_segment(partition_t *p, const archived_seg_t *a, archive_fetch_fn fetch, void *arg,
+			  log_segment_t **out)
+{
+	const size_t nslots = sizeof p->arch_open / sizeof p->arch_open[0];
+	pthread_mutex_lock(&p->arch_mu);
+	for (size_t i = 0; i < nslots; i++)
+		if (p->arch_open[i] != NULL && p->arch_open[i]->base == a->base) {
+			segment_ref(p->arch_open[i]);
+			*out = p->arch_open[i];
+			pthread_mutex_unlock(&p->arch_mu);
+			return OK;
+		}
+	pthread_mutex_unlock(&p->arch_mu);
+	char dir[PATH_MAX];
+	err_t rc = fetch(arg, a, dir, sizeof dir);
 	if (rc != OK)
 		return rc;
+	log_segment_t *seg;
+	bool sealed_ok;
+	rc = segment_open(p->env.io, dir, a->base, &seg, &sealed_ok);
+	if (rc != OK)
+		return rc;
+	if (!sealed_ok || seg->next_offset != a->next)
+		rc = ERR_CORRUPT;
+	if (rc == OK)
+		rc = segment_load_index(seg, p->cfg.index_interval_bytes);
+	if (rc != OK) {
+		log_error("partition %s: archived segment %s in %s is unreadable: %s", p->dir, seg->name, dir,
+			  err_str(rc));
+		segment_unref(seg);
+		return rc;
+	}
+	pthread_mutex_lock(&p->arch_mu);
+	for (size_t i = 0; i < nslots; i++)
+		if (p->arch_open[i] != NULL && p->arch_open[i]->base == a->base) { /* another reader won */
+			segment_unref(seg);
+			seg = p->arch_open[i];
+			segment_ref(seg);
+			*out = seg;
+			pthread_mutex_unlock(&p->arch_mu);
+			return OK;
+		}
+	size_t slot = (size_t)p->arch_next_slot;
+	p->arch_next_slot = (int)((slot + 1) % nslots);
+	if (p->arch_open[slot] != NULL)
+		segment_unref(p->arch_open[slot]);
+	p->arch_open[slot] = seg; /* the cache's reference */
+	segment_ref(seg);          /* the caller's */
+	pthread_mutex_unlock(&p->arch_mu);
+	*out = seg;
+	return OK;
+}
 
+/* Whole batches of seg from the one holding offset, up to max_bytes and below limit. Takes over the
+ * caller's reference to seg (kept in out on success). `lock`: the segment is the partition's own (its
+ * index may grow), so index lookups take mu. */
+static err_t read_range(partition_t *p, log_segment_t *seg, int64_t start, int64_t offset, int64_t max_bytes,
+			int64_t limit, bool lock, log_range_t *out)
+{
 	int64_t pos, base, end, next, jpos, jbase;
-	rc = segment_seek(seg, start, offset, limit, &pos, &base);
+	err_t rc = segment_seek(seg, start, offset, limit, &pos, &base);
 	if (rc == OK) {
 		end = pos;
 		next = base;
 		rc = segment_extend(seg, &end, &next, pos + max_bytes, limit, true);
 	}
 	if (rc == OK) {
-		pthread_mutex_lock(&p->mu);
+		if (lock)
+			pthread_mutex_lock(&p->mu);
 		bool jump = segment_index_jump(seg, end, pos + max_bytes, limit, &jpos, &jbase);
-		pthread_mutex_unlock(&p->mu);
+		if (lock)
+			pthread_mutex_unlock(&p->mu);
 		if (jump) {
 			end = jpos;
 			next = jbase;
@@ -886,6 +968,51 @@ err_t partition_read(partition_t *p, int64_t offset, int64_t max_bytes, log_rang
 	return OK;
 }
 
+err_t partition_read(partition_t *p, int64_t offset, int64_t max_bytes, log_range_t *out)
+{
+	memset(out, 0, sizeof *out);
+	out->fd = -1;
+	pthread_mutex_lock(&p->mu);
+	err_t rc = OK;
+	if (p->failed == OK && offset < p->segs[0]->base && p->arch_fetch != NULL) {
+		const archived_seg_t *found = arch_find(p, offset);
+		if (found != NULL) {
+			archived_seg_t a = *found;
+			archive_fetch_fn fetch = p->arch_fetch;
+			void *arg = p->arch_arg;
+			pthread_mutex_unlock(&p->mu);
+			log_segment_t *seg;
+			rc = arch_segment(p, &a, fetch, arg, &seg);
+			if (rc != OK) {
+				out->first_offset = out->next_offset = offset;
+				return rc;
+			}
+			return read_range(p, seg, segment_index_floor(seg, offset), offset, max_bytes, seg->size, false,
+					  out);
+		}
+	}
+	if (p->failed != OK)
+		rc = ERR_FAILED;
+	else if (offset < p->segs[0]->base || offset > p->log_end)
+		rc = ERR_OUT_OF_RANGE;
+	if (rc != OK || offset >= hwm(p)) {
+		out->first_offset = out->next_offset = offset;
+		pthread_mutex_unlock(&p->mu);
+		return rc;
+	}
+	log_segment_t *seg = p->segs[seg_for_offset(p, offset)];
+	rc = segment_load_index(seg, p->cfg.index_interval_bytes);
+	int64_t limit = read_limit(p, seg), start = 0;
+	if (rc == OK) {
+		start = segment_index_floor(seg, offset);
+		segment_ref(seg);
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (rc != OK)
+		return rc;
+	return read_range(p, seg, start, offset, max_bytes, limit, true, out);
+}
+
 void log_range_release(log_range_t *r)
 {
 	if (r->seg != NULL)
@@ -905,6 +1032,24 @@ err_t partition_offset_for_time(partition_t *p, int64_t ts, int64_t *offset, int
 {
 	pthread_mutex_lock(&p->mu);
 	err_t rc = p->failed != OK ? ERR_FAILED : ERR_NOT_FOUND;
+	/* The archive first: the archived segments below the local ones, in order. */
+	for (size_t i = 0; rc == ERR_NOT_FOUND && p->arch_fetch != NULL && i < p->narch; i++) {
+		archived_seg_t a = p->arch[i];
+		if (a.base >= p->segs[0]->base)
+			break;
+		if (a.max_ts < ts)
+			continue;
+		archive_fetch_fn fetch = p->arch_fetch;
+		void *arg = p->arch_arg;
+		pthread_mutex_unlock(&p->mu);
+		log_segment_t *seg;
+		rc = arch_segment(p, &a, fetch, arg, &seg);
+		if (rc == OK) {
+			rc = segment_find_time(seg, ts, seg->size, offset, found_ts);
+			segment_unref(seg);
+		}
+		pthread_mutex_lock(&p->mu);
+	}
 	for (size_t i = 0; i < p->nsegs && rc == ERR_NOT_FOUND; i++) {
 		log_segment_t *seg = p->segs[i];
 		if (seg->max_ts < ts)
@@ -922,10 +1067,59 @@ err_t partition_offset_for_time(partition_t *p, int64_t ts, int64_t *offset, int
 	return rc;
 }
 
+void partition_set_archive(partition_t *p, const archived_seg_t *segs, size_t n, archive_fetch_fn fetch,
+			   void *arg)
+{
+	archived_seg_t *copy = NULL;
+	if (n > 0) {
+		copy = malloc(n * sizeof *copy);
+		ASSERT(copy != NULL);
+		memcpy(copy, segs, n * sizeof *copy);
+	}
+	pthread_mutex_lock(&p->mu);
+	free(p->arch);
+	p->arch = copy;
+	p->narch = n;
+	p->arch_fetch = n > 0 ? fetch : NULL;
+	p->arch_arg = arg;
+	pthread_mutex_unlock(&p->mu);
+}
+
+int64_t partition_archived_end(partition_t *p)
+{
+	pthread_mutex_lock(&p->mu);
+	int64_t e = arch_end_locked(p);
+	pthread_mutex_unlock(&p->mu);
+	return e;
+}
+
+size_t partition_sealed_segments(partition_t *p, int64_t from, archived_seg_t **out)
+{
+	pthread_mutex_lock(&p->mu);
+	archived_seg_t *v = malloc((p->nsegs + 1) * sizeof *v);
+	ASSERT(v != NULL);
+	size_t n = 0;
+	for (size_t i = 0; i < p->nsegs; i++) {
+		log_segment_t *seg = p->segs[i];
+		if (!seg->sealed || seg->seal_pending || seg->next_offset <= from)
+			continue;
+		v[n++] = (archived_seg_t){ seg->base, seg->next_offset, seg->size, seg->max_ts };
+	}
+	pthread_mutex_unlock(&p->mu);
+	*out = v;
+	return n;
+}
+
 void partition_info(partition_t *p, partition_info_t *info)
 {
 	pthread_mutex_lock(&p->mu);
-	info->log_start = p->segs[0]->base;
+	info->log_start = info->local_log_start = p->segs[0]->base;
+	info->archived_segments = (int64_t)p->narch;
+	info->archived_start = p->narch > 0 ? p->arch[0].base : -1;
+	info->archived_end = p->narch > 0 ? p->arch[p->narch - 1].next : -1;
+	if (p->arch_fetch != NULL && p->narch > 0 && p->arch[0].base < info->log_start &&
+	    p->arch[p->narch - 1].next >= info->log_start)
+		info->log_start = p->arch[0].base; /* the archive continues the log below the local segments */
 	info->log_end = p->log_end;
 	info->hwm = hwm(p);
 	info->durable_end = p->durable_end;
@@ -977,6 +1171,11 @@ static void close_impl(partition_t *p, bool discard)
 	if (p->ckpt_fd >= 0)
 		p->env.io->close(p->env.io, p->ckpt_fd);
 	prod_free(&p->producers);
+	for (size_t i = 0; i < sizeof p->arch_open / sizeof p->arch_open[0]; i++)
+		if (p->arch_open[i] != NULL)
+			segment_unref(p->arch_open[i]);
+	free(p->arch);
+	pthread_mutex_destroy(&p->arch_mu);
 	free(p->segs);
 	free(p->dir);
 	pthread_mutex_destroy(&p->flush_mu);

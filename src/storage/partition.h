@@ -50,6 +50,11 @@ typedef struct {
 	int flush_policy;             /* enum flush_policy (default FLUSH_ALWAYS) */
 	int64_t flush_interval_ms;    /* for FLUSH_INTERVAL (default 1000) */
 	int64_t checkpoint_interval_ms; /* how often the recovery point is persisted (default 1000) */
+	/* Tiered storage (Kafka's names): sealed segments are copied to the archive (storage.c's archiver);
+	 * then local retention may drop the archived ones. -2 = the same as retention.ms / retention.bytes. */
+	bool remote_storage;          /* remote.storage.enable (default false) */
+	int64_t local_retention_ms;   /* local.retention.ms (default -2) */
+	int64_t local_retention_bytes; /* local.retention.bytes (default -2) */
 } partition_config_t;
 
 void partition_config_default(partition_config_t *cfg);
@@ -101,7 +106,9 @@ typedef struct {
 } log_range_t;
 
 typedef struct {
-	int64_t log_start, log_end, hwm, durable_end;
+	int64_t log_start, log_end, hwm, durable_end; /* log_start: the archive's start when it reaches further */
+	int64_t local_log_start;                        /* the first offset in a local segment */
+	int64_t archived_segments, archived_start, archived_end; /* the archive's list; -1 when empty */
 	int64_t size_bytes;
 	int segments;
 	int64_t flushes; /* group-commit rounds that synced data (fdatasync calls on the active segment) */
@@ -151,6 +158,30 @@ const char *partition_dir(const partition_t *p);
 /* Stops a partition whose topic is being deleted: later appends, flushes and reads fail with ERR_FAILED
  * and nothing touches its directory by path again. Quiet (not an I/O failure). */
 void partition_retire(partition_t *p);
+
+/* --- the archive (tiered storage): segments older than the local ones, served from elsewhere --- */
+
+/* One archived segment: offsets [base, next), its .log size and newest timestamp. */
+typedef struct {
+	int64_t base, next, size, max_ts;
+} archived_seg_t;
+
+/* Makes an archived segment readable: writes into dir (capacity cap) a local directory that holds its
+ * <base>.log, .index and .timeindex (the archive itself, or a cache it downloaded them into). Called with
+ * no partition lock held; may block on the network. */
+typedef err_t (*archive_fetch_fn)(void *arg, const archived_seg_t *seg, char *dir, size_t cap);
+
+/* Replaces the partition's list of archived segments (copied; sorted, contiguous) and the function that
+ * fetches them. From then on reads and offset-for-time lookups below the local log start are served from
+ * them, log_start reports the first archived offset, and local retention may drop local segments that the
+ * list covers (remote_storage). n = 0 forgets the archive. */
+void partition_set_archive(partition_t *p, const archived_seg_t *segs, size_t n, archive_fetch_fn fetch,
+			   void *arg);
+/* The archived list's end (next offset after it), or -1 when nothing is archived. */
+int64_t partition_archived_end(partition_t *p);
+/* The sealed local segments (index files written, not being rolled) at or after offset `from`, oldest
+ * first, into *out (malloc'd; the caller frees). Returns the count. For the archiver. */
+size_t partition_sealed_segments(partition_t *p, int64_t from, archived_seg_t **out);
 
 /* Marks the partition FAILED with cause err (for tests and for callers that saw an I/O error). */
 void partition_fail(partition_t *p, err_t err);

@@ -14,6 +14,7 @@
 #include "core/compat.h"
 #include "core/fl_assert.h"
 #include "core/log.h"
+#include "storage/archiver.h"
 #include "storage/meta.h"
 #include "storage/recordbatch.h"
 
@@ -58,6 +59,7 @@ struct topic {
 	char **keys, **vals;
 	int nkv;
 	bool discard; /* deleted: close without sealing, then remove the files */
+	int64_t created_ms;
 	char *trash_dir;
 };
 
@@ -93,6 +95,7 @@ struct storage {
 	size_t ncommits, capcommits;
 	commit_waiter_t *commit_waiters;
 	struct partition_stats stats;
+	struct archiver *archiver; /* NULL without an archive */
 };
 
 struct committed {
@@ -107,6 +110,7 @@ void storage_opts_default(storage_opts_t *o, const char *data_dir)
 	o->data_dir = data_dir;
 	partition_config_default(&o->defaults);
 	o->retention_check_ms = 300000;
+	o->archive_check_ms = 10000;
 	o->flush_threads = 2;
 }
 
@@ -186,6 +190,23 @@ err_t topic_config_apply(partition_config_t *cfg, const char *key, const char *v
 			cfg->log_append_time = true;
 		else
 			*why = "message.timestamp.type must be CreateTime or LogAppendTime";
+	} else if (strcmp(key, "remote.storage.enable") == 0) {
+		if (strcmp(value, "true") == 0)
+			cfg->remote_storage = true;
+		else if (strcmp(value, "false") == 0)
+			cfg->remote_storage = false;
+		else
+			*why = "remote.storage.enable must be true or false";
+	} else if (strcmp(key, "local.retention.ms") == 0) {
+		if (!parse_i64(value, -2, INT64_MAX, &x))
+			*why = "local.retention.ms must be an integer >= -2 (-2: as retention.ms)";
+		else
+			cfg->local_retention_ms = x;
+	} else if (strcmp(key, "local.retention.bytes") == 0) {
+		if (!parse_i64(value, -2, INT64_MAX, &x))
+			*why = "local.retention.bytes must be an integer >= -2 (-2: as retention.bytes)";
+		else
+			cfg->local_retention_bytes = x;
 	} else if (strcmp(key, "cleanup.policy") == 0) {
 		if (strcmp(value, "delete") != 0)
 			*why = "cleanup.policy: only 'delete' is supported";
@@ -561,6 +582,11 @@ const char *topic_name(const topic_t *t)
 	return t->name;
 }
 
+int64_t topic_created_ms(const topic_t *t)
+{
+	return t->created_ms;
+}
+
 int32_t topic_partition_count(topic_t *t)
 {
 	pthread_mutex_lock(&t->mu);
@@ -655,11 +681,13 @@ err_t storage_topic_create(storage_t *st, const char *name, int32_t partitions, 
 		kv[i].key = configs[i].key;
 		kv[i].value = configs[i].value;
 	}
-	err_t rc = meta_topic_create(st->meta, name, partitions, clock_wall_ms(st->clock), kv, nconfigs);
+	int64_t created_ms = clock_wall_ms(st->clock);
+	err_t rc = meta_topic_create(st->meta, name, partitions, created_ms, kv, nconfigs);
 	free(kv);
 	topic_t *t = NULL;
 	if (rc == OK) {
 		t = topic_new(st, name);
+		t->created_ms = created_ms;
 		pthread_mutex_lock(&t->mu);
 		for (int i = 0; i < nconfigs; i++)
 			topic_kv_set(t, configs[i].key, configs[i].value);
@@ -899,9 +927,9 @@ static void load_config(void *arg, const char *key, const char *value)
 
 static void load_topic(void *arg, const char *name, int32_t partitions, int64_t created_ms)
 {
-	(void)created_ms;
 	load_ctx_t *c = arg;
 	topic_t *t = topic_new(c->st, name);
+	t->created_ms = created_ms;
 	pthread_mutex_lock(&t->mu);
 	err_t rc = meta_config_list(c->st->meta, name, load_config, t);
 	topic_recompute(t);
@@ -978,6 +1006,18 @@ err_t storage_open(const storage_opts_t *opts, storage_t **out)
 		if (rc == OK)
 			rc = c.rc;
 	}
+	if (rc == OK && opts->archive_location != NULL) {
+		char cache[PATH_MAX], why[400];
+		snprintf(cache, sizeof cache, "%s/archive-cache", st->dir);
+		archive_opts_t ao = { .location = opts->archive_location, .s3_endpoint = opts->s3_endpoint,
+				      .s3_region = opts->s3_region, .cache_dir = cache };
+		archive_t *a = NULL;
+		rc = archive_open(&ao, &a, why, sizeof why);
+		if (rc != OK)
+			log_error("%s", why);
+		else
+			rc = archiver_start(st, a, opts->archive_check_ms, &st->archiver);
+	}
 	if (rc == OK) {
 		rc = -pthread_create(&st->flushers[0], NULL, flusher_main, st);
 		st->nflushers = rc == OK ? 1 : 0;
@@ -995,6 +1035,28 @@ err_t storage_open(const storage_opts_t *opts, storage_t **out)
 	}
 	*out = st;
 	return OK;
+}
+
+void storage_archive_info(storage_t *st, const char *topic, int32_t partition, int64_t *segments,
+			  int64_t *start, int64_t *end)
+{
+	if (st->archiver == NULL) {
+		*segments = 0;
+		*start = *end = -1;
+		return;
+	}
+	archiver_partition_info(st->archiver, topic, partition, segments, start, end);
+}
+
+const char *storage_archive_describe(storage_t *st)
+{
+	return st->archiver ? archiver_describe(st->archiver) : NULL;
+}
+
+void storage_archive_now(storage_t *st)
+{
+	if (st->archiver != NULL)
+		archiver_pass(st->archiver);
 }
 
 void storage_flush_all(storage_t *st)
@@ -1027,6 +1089,7 @@ void storage_close(storage_t *st)
 	st->stopping = true;
 	pthread_cond_broadcast(&st->cond);
 	pthread_mutex_unlock(&st->mu);
+	archiver_stop(st->archiver);
 	for (int i = 0; i < st->nflushers; i++)
 		pthread_join(st->flushers[i], NULL);
 	for (size_t i = 0; i < st->nqueue; i++)
@@ -1041,6 +1104,7 @@ void storage_close(storage_t *st)
 	}
 	free(st->commits);
 	pthread_mutex_destroy(&st->commit_mu);
+	archiver_free(st->archiver); /* after the partitions that borrowed its state closed */
 	meta_close(st->meta);
 	if (st->lock_fd >= 0)
 		close(st->lock_fd);

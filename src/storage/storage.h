@@ -42,6 +42,11 @@ typedef struct {
 	partition_config_t defaults; /* topic config defaults (flush policy included) */
 	int64_t retention_check_ms; /* how often retention runs (default 300000) */
 	int flush_threads;          /* partitions fsynced at once (default 2; 1 with interval policy) */
+	/* Tiered storage (archiver.h): where topics with remote.storage.enable=true copy sealed segments.
+	 * NULL: no archive (such topics then keep every segment locally until the total retention). */
+	const char *archive_location; /* a directory, or s3://BUCKET[/PREFIX] */
+	const char *s3_endpoint, *s3_region;
+	int64_t archive_check_ms;     /* how often the archiver looks for sealed segments (default 10000) */
 } storage_opts_t;
 
 void storage_opts_default(storage_opts_t *o, const char *data_dir);
@@ -70,6 +75,8 @@ err_t storage_topic_config_set(storage_t *st, const char *name, const char *key,
 topic_t *storage_topic_get(storage_t *st, const char *name);
 void topic_put(topic_t *t);
 const char *topic_name(const topic_t *t);
+/* When the topic was created (wall ms): with the name, it identifies this incarnation of the topic. */
+int64_t topic_created_ms(const topic_t *t);
 int32_t topic_partition_count(topic_t *t);
 /* The partition, or NULL when idx is out of range or the partition failed to open (*open_err set). */
 partition_t *topic_partition(topic_t *t, int32_t idx, err_t *open_err);
@@ -135,6 +142,14 @@ void storage_commits_each(storage_t *st, storage_commit_fn fn, void *arg);
 /* The metadata store, for the front doors' own durable state. Thread-safe. */
 struct meta;
 struct meta *storage_meta(storage_t *st);
+
+/* The archive's figures for one partition: segments archived, offsets [start, end) (-1 when none). */
+void storage_archive_info(storage_t *st, const char *topic, int32_t partition, int64_t *segments,
+			  int64_t *start, int64_t *end);
+/* "directory DIR" or "s3://bucket/prefix at URL", or NULL without an archive. */
+const char *storage_archive_describe(storage_t *st);
+/* Runs one archiver pass now, on the caller's thread (tests). */
+void storage_archive_now(storage_t *st);
 
 /* Flushes every partition now (tests and shutdown). */
 void storage_flush_all(storage_t *st);

@@ -1,0 +1,55 @@
+/*
+ * archive.h -- where sealed segments go to outlive local retention: a directory, or an S3-compatible
+ * object store (path-style URLs, SigV4 signing through libcurl).
+ *
+ * Purpose: a small object store interface for the archiver in storage.c: put a file or bytes under a key,
+ * get bytes, delete, and hand readers a local directory that holds an archived segment's files (the
+ * archive's own directory, or a cache the files were downloaded into).
+ * Keys are relative paths ("topic-1700000000000/3/00000000000000001000.log"); the directory backend
+ * stores KEY under its root, the S3 backend under s3://BUCKET/PREFIX/KEY.
+ * Invariants:
+ *   1. A put is durable when it returns OK: the directory backend writes KEY.tmp, fsyncs it, renames it
+ *      and fsyncs the directory; S3 answered 2xx. A reader never sees a partial object.
+ *   2. archive_local_dir only returns a directory whose files are complete (downloads go through
+ *      temporary names and a rename).
+ * Threads: every function is thread-safe (the archive holds no mutable state except the cache files,
+ *   which are written atomically). Calls block on disk and network I/O.
+ * Ownership: archive_open copies the options' strings; the caller frees the archive with archive_close.
+ */
+#ifndef FL_STORAGE_ARCHIVE_H
+#define FL_STORAGE_ARCHIVE_H
+
+#include <stddef.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+typedef struct archive archive_t;
+
+typedef struct {
+	const char *location;    /* a directory, or s3://BUCKET[/PREFIX] */
+	const char *s3_endpoint; /* e.g. http://127.0.0.1:9000; default https://s3.REGION.amazonaws.com */
+	const char *s3_region;   /* default us-east-1 */
+	const char *access_key;  /* default $AWS_ACCESS_KEY_ID */
+	const char *secret_key;  /* default $AWS_SECRET_ACCESS_KEY */
+	const char *cache_dir;   /* S3 only: where segments are downloaded to be read */
+} archive_opts_t;
+
+/* Checks the options (and, for a directory, creates it). On error, err names the problem. */
+err_t archive_open(const archive_opts_t *o, archive_t **out, char *err, size_t errcap);
+void archive_close(archive_t *a);
+/* "directory /x/y" or "s3://bucket/prefix at http://host:port": for logs and the CLI. */
+const char *archive_describe(const archive_t *a);
+
+err_t archive_put_file(archive_t *a, const char *key, const char *path);
+err_t archive_put_bytes(archive_t *a, const char *key, const void *data, size_t len);
+/* Replaces out's contents with the object's bytes; ERR_NOT_FOUND when there is none. */
+err_t archive_get_bytes(archive_t *a, const char *key, buf_t *out);
+/* Deletes an object; a missing one is not an error. */
+err_t archive_delete(archive_t *a, const char *key);
+/* Writes into dir a local directory holding PREFIX/NAME for every name in names (downloading what is
+ * missing from the cache first, for S3). */
+err_t archive_local_dir(archive_t *a, const char *prefix, const char *const *names, int nnames, char *dir,
+			size_t cap);
+
+#endif

@@ -1,0 +1,438 @@
+/* archiver.c -- copies sealed segments to the archive and serves partitions' reads below local retention.
+ * See archiver.h. */
+#include "storage/archiver.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/fl_assert.h"
+#include "core/log.h"
+#include "storage/partition.h"
+
+#define MANIFEST_MAGIC "factlog-archive-manifest 1\n"
+
+/* One partition's archive state. Owned by the archiver; partitions borrow it as their fetch argument. */
+typedef struct apart {
+	struct apart *next;
+	archiver_t *ar;
+	char topic[TOPIC_NAME_MAX + 1];
+	int64_t created_ms;
+	int32_t partition;
+	char prefix[TOPIC_NAME_MAX + 48]; /* TOPIC-CREATEDMS/PARTITION */
+	pthread_mutex_t mu;               /* guards segs (read by archiver_partition_info) */
+	archived_seg_t *segs;
+	size_t n;
+	bool loaded;  /* the manifest was read (or found absent) */
+	bool failing; /* the last upload failed: logged once until it works again */
+} apart_t;
+
+struct archiver {
+	storage_t *st;
+	archive_t *archive;
+	int64_t check_ms;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t mu; /* guards parts (the list) and stopping */
+	pthread_cond_t cond;
+	bool stopping;
+	apart_t *parts;
+};
+
+static apart_t *part_get(archiver_t *ar, const char *topic, int64_t created_ms, int32_t partition)
+{
+	pthread_mutex_lock(&ar->mu);
+	apart_t *ap = ar->parts;
+	while (ap != NULL && !(ap->partition == partition && ap->created_ms == created_ms && !strcmp(ap->topic, topic)))
+		ap = ap->next;
+	if (ap == NULL) {
+		ap = calloc(1, sizeof *ap);
+		ASSERT(ap != NULL);
+		ap->ar = ar;
+		snprintf(ap->topic, sizeof ap->topic, "%s", topic);
+		ap->created_ms = created_ms;
+		ap->partition = partition;
+		snprintf(ap->prefix, sizeof ap->prefix, "%s-%" PRId64 "/%" PRId32, topic, created_ms, partition);
+		pthread_mutex_init(&ap->mu, NULL);
+		ap->next = ar->parts;
+		ar->parts = ap;
+	}
+	pthread_mutex_unlock(&ar->mu);
+	return ap;
+}
+
+/* The partition's read path: a local directory with the segment's files. */
+static err_t fetch_segment(void *arg, const archived_seg_t *seg, char *dir, size_t cap)
+{
+	apart_t *ap = arg;
+	char names[3][40];
+	const char *np[3];
+	static const char *const exts[] = { ".log", ".index", ".timeindex" };
+	for (int i = 0; i < 3; i++) {
+		snprintf(names[i], sizeof names[i], "%020" PRId64 "%s", seg->base, exts[i]);
+		np[i] = names[i];
+	}
+	err_t rc = archive_local_dir(ap->ar->archive, ap->prefix, np, 3, dir, cap);
+	if (rc != OK)
+		log_error("archive: cannot fetch segment %s of %s: %s", names[0], ap->prefix, err_str(rc));
+	return rc;
+}
+
+static err_t manifest_parse(const buf_t *b, archived_seg_t **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	size_t ml = strlen(MANIFEST_MAGIC);
+	if (b->len < ml || memcmp(b->data, MANIFEST_MAGIC, ml) != 0)
+		return ERR_MALFORMED;
+	char *text = strndup((const char *)b->data + ml, b->len - ml);
+	ASSERT(text != NULL);
+	size_t cap = 0;
+	archived_seg_t *v = NULL;
+	err_t rc = OK;
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		archived_seg_t s;
+		char extra;
+		if (sscanf(line, "%" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %c", &s.base, &s.next, &s.size,
+			   &s.max_ts, &extra) != 4 ||
+		    s.base < 0 || s.next <= s.base || s.size <= 0 || (*n > 0 && v[*n - 1].next != s.base)) {
+			rc = ERR_MALFORMED;
+			break;
+		}
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 64;
+			v = realloc(v, cap * sizeof *v);
+			ASSERT(v != NULL);
+		}
+		v[(*n)++] = s;
+	}
+	free(text);
+	if (rc != OK) {
+		free(v);
+		*n = 0;
+		return rc;
+	}
+	*out = v;
+	return OK;
+}
+
+static err_t manifest_write(apart_t *ap, const archived_seg_t *segs, size_t n)
+{
+	buf_t b = { 0 };
+	buf_append(&b, MANIFEST_MAGIC, strlen(MANIFEST_MAGIC));
+	for (size_t i = 0; i < n; i++) {
+		char line[128];
+		int k = snprintf(line, sizeof line, "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 "\n", segs[i].base,
+				 segs[i].next, segs[i].size, segs[i].max_ts);
+		buf_append(&b, line, (size_t)k);
+	}
+	char key[sizeof ap->prefix + 16];
+	snprintf(key, sizeof key, "%s/manifest", ap->prefix);
+	err_t rc = archive_put_bytes(ap->ar->archive, key, b.data, b.len);
+	buf_free(&b);
+	return rc;
+}
+
+/* Replaces the list (ap->segs takes `segs`) and tells the partition. */
+static void publish(apart_t *ap, partition_t *p, archived_seg_t *segs, size_t n)
+{
+	pthread_mutex_lock(&ap->mu);
+	free(ap->segs);
+	ap->segs = segs;
+	ap->n = n;
+	pthread_mutex_unlock(&ap->mu);
+	partition_set_archive(p, segs, n, fetch_segment, ap);
+}
+
+static err_t load_manifest(apart_t *ap, partition_t *p)
+{
+	buf_t b = { 0 };
+	char key[sizeof ap->prefix + 16];
+	snprintf(key, sizeof key, "%s/manifest", ap->prefix);
+	err_t rc = archive_get_bytes(ap->ar->archive, key, &b);
+	archived_seg_t *segs = NULL;
+	size_t n = 0;
+	if (rc == OK)
+		rc = manifest_parse(&b, &segs, &n);
+	buf_free(&b);
+	if (rc == ERR_NOT_FOUND)
+		rc = OK;
+	if (rc != OK) {
+		log_error("archive: cannot load the manifest of %s from %s: %s", ap->prefix,
+			  archive_describe(ap->ar->archive), err_str(rc));
+		return rc;
+	}
+	ap->loaded = true;
+	publish(ap, p, segs, n);
+	if (n > 0)
+		log_info("archive: %s has %zu archived segment(s), offsets %" PRId64 "..%" PRId64, ap->prefix, n,
+			 segs[0].base, segs[n - 1].next - 1);
+	return OK;
+}
+
+static err_t upload_segment(apart_t *ap, partition_t *p, const archived_seg_t *s)
+{
+	static const char *const exts[] = { ".timeindex", ".index", ".log" };
+	err_t rc = OK;
+	for (int i = 0; i < 3 && rc == OK; i++) {
+		char path[PATH_MAX], key[sizeof ap->prefix + 48];
+		snprintf(path, sizeof path, "%s/%020" PRId64 "%s", partition_dir(p), s->base, exts[i]);
+		snprintf(key, sizeof key, "%s/%020" PRId64 "%s", ap->prefix, s->base, exts[i]);
+		rc = archive_put_file(ap->ar->archive, key, path);
+	}
+	return rc;
+}
+
+static void delete_segment(apart_t *ap, const archived_seg_t *s)
+{
+	static const char *const exts[] = { ".log", ".index", ".timeindex" };
+	for (int i = 0; i < 3; i++) {
+		char key[sizeof ap->prefix + 48];
+		snprintf(key, sizeof key, "%s/%020" PRId64 "%s", ap->prefix, s->base, exts[i]);
+		err_t rc = archive_delete(ap->ar->archive, key);
+		if (rc != OK)
+			log_warn("archive: cannot delete %s: %s", key, err_str(rc));
+	}
+}
+
+/* One partition: archive what is sealed and new, then apply the total retention to the archive. */
+static void archive_partition(archiver_t *ar, topic_t *t, int32_t idx, const partition_config_t *cfg)
+{
+	partition_t *p = topic_partition(t, idx, NULL);
+	if (p == NULL)
+		return;
+	apart_t *ap = part_get(ar, topic_name(t), topic_created_ms(t), idx);
+	if (!ap->loaded && load_manifest(ap, p) != OK)
+		return;
+	pthread_mutex_lock(&ap->mu);
+	size_t n = ap->n;
+	archived_seg_t *segs = malloc((n + 1) * sizeof *segs);
+	ASSERT(segs != NULL);
+	if (n > 0)
+		memcpy(segs, ap->segs, n * sizeof *segs);
+	pthread_mutex_unlock(&ap->mu);
+	bool changed = false;
+
+	archived_seg_t *sealed;
+	size_t ns = partition_sealed_segments(p, n > 0 ? segs[n - 1].next : -1, &sealed);
+	for (size_t i = 0; i < ns; i++) {
+		if (n > 0 && sealed[i].base != segs[n - 1].next) {
+			log_warn("archive: %s: segment at %" PRId64 " does not follow the archive's end %" PRId64
+				 "; not archived",
+				 ap->prefix, sealed[i].base, segs[n - 1].next);
+			break;
+		}
+		err_t rc = upload_segment(ap, p, &sealed[i]);
+		if (rc != OK) {
+			if (!ap->failing)
+				log_error("archive: cannot copy segment %020" PRId64 " of %s to %s: %s (retrying)",
+					  sealed[i].base, ap->prefix, archive_describe(ar->archive), err_str(rc));
+			ap->failing = true;
+			break;
+		}
+		ap->failing = false;
+		segs = realloc(segs, (n + 1) * sizeof *segs);
+		ASSERT(segs != NULL);
+		segs[n++] = sealed[i];
+		changed = true;
+	}
+	free(sealed);
+
+	/* The total retention applies to the archive too: drop from the oldest end. */
+	int64_t now = (int64_t)time(NULL) * 1000, total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += segs[i].size;
+	size_t drop = 0;
+	while (drop < n) {
+		bool by_age = cfg->retention_ms >= 0 && segs[drop].max_ts >= 0 && now - segs[drop].max_ts > cfg->retention_ms;
+		bool by_size = cfg->retention_bytes >= 0 && total - segs[drop].size >= cfg->retention_bytes;
+		if (!by_age && !by_size)
+			break;
+		total -= segs[drop].size;
+		drop++;
+	}
+	archived_seg_t *gone = NULL;
+	if (drop > 0) {
+		gone = malloc(drop * sizeof *gone);
+		ASSERT(gone != NULL);
+		memcpy(gone, segs, drop * sizeof *gone);
+		memmove(segs, segs + drop, (n - drop) * sizeof *segs);
+		n -= drop;
+		changed = true;
+	}
+	if (changed) {
+		err_t rc = manifest_write(ap, segs, n);
+		if (rc != OK) {
+			log_error("archive: cannot write the manifest of %s: %s (retrying)", ap->prefix, err_str(rc));
+			free(segs);
+			free(gone);
+			return; /* the uploaded files are written again next time; nothing refers to them yet */
+		}
+		publish(ap, p, segs, n);
+		segs = NULL;
+		for (size_t i = 0; i < drop; i++)
+			delete_segment(ap, &gone[i]);
+		if (drop > 0)
+			log_info("archive: %s: retention removed %zu archived segment(s)", ap->prefix, drop);
+	}
+	free(segs);
+	free(gone);
+}
+
+typedef struct {
+	char **names;
+	size_t n, cap;
+} names_t;
+
+static void collect_name(void *arg, const char *name)
+{
+	names_t *v = arg;
+	if (v->n == v->cap) {
+		v->cap = v->cap ? v->cap * 2 : 16;
+		v->names = realloc(v->names, v->cap * sizeof *v->names);
+		ASSERT(v->names != NULL);
+	}
+	v->names[v->n++] = strdup(name);
+}
+
+/* Every remote-storage topic: load its manifests (only_load) or archive its partitions. */
+static void each_remote_topic(archiver_t *ar, bool only_load)
+{
+	names_t v = { 0 };
+	storage_topic_names(ar->st, collect_name, &v);
+	for (size_t i = 0; i < v.n; i++) {
+		topic_t *t = storage_topic_get(ar->st, v.names[i]);
+		free(v.names[i]);
+		if (t == NULL)
+			continue;
+		partition_config_t cfg;
+		topic_config(t, &cfg);
+		if (cfg.remote_storage) {
+			for (int32_t k = 0; k < topic_partition_count(t); k++) {
+				if (only_load) {
+					partition_t *p = topic_partition(t, k, NULL);
+					apart_t *ap = part_get(ar, topic_name(t), topic_created_ms(t), k);
+					if (p != NULL && !ap->loaded)
+						load_manifest(ap, p);
+				} else {
+					archive_partition(ar, t, k, &cfg);
+				}
+			}
+		}
+		topic_put(t);
+	}
+	free(v.names);
+}
+
+void archiver_pass(archiver_t *ar)
+{
+	each_remote_topic(ar, false);
+}
+
+static void *archiver_main(void *arg)
+{
+	archiver_t *ar = arg;
+	pthread_mutex_lock(&ar->mu);
+	while (!ar->stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += ar->check_ms / 1000;
+		ts.tv_nsec += (ar->check_ms % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&ar->cond, &ar->mu, &ts);
+		if (ar->stopping)
+			break;
+		pthread_mutex_unlock(&ar->mu);
+		archiver_pass(ar);
+		pthread_mutex_lock(&ar->mu);
+	}
+	pthread_mutex_unlock(&ar->mu);
+	return NULL;
+}
+
+err_t archiver_start(storage_t *st, archive_t *a, int64_t check_ms, archiver_t **out)
+{
+	archiver_t *ar = calloc(1, sizeof *ar);
+	ASSERT(ar != NULL);
+	ar->st = st;
+	ar->archive = a;
+	ar->check_ms = check_ms > 0 ? check_ms : 10000;
+	pthread_mutex_init(&ar->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ar->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	each_remote_topic(ar, true);
+	err_t rc = -pthread_create(&ar->thread, NULL, archiver_main, ar);
+	ar->started = rc == OK;
+	*out = ar;
+	return rc;
+}
+
+void archiver_stop(archiver_t *ar)
+{
+	if (ar == NULL || !ar->started)
+		return;
+	pthread_mutex_lock(&ar->mu);
+	ar->stopping = true;
+	pthread_cond_broadcast(&ar->cond);
+	pthread_mutex_unlock(&ar->mu);
+	pthread_join(ar->thread, NULL);
+	ar->started = false;
+}
+
+void archiver_free(archiver_t *ar)
+{
+	if (ar == NULL)
+		return;
+	archiver_stop(ar);
+	while (ar->parts != NULL) {
+		apart_t *ap = ar->parts;
+		ar->parts = ap->next;
+		free(ap->segs);
+		pthread_mutex_destroy(&ap->mu);
+		free(ap);
+	}
+	archive_close(ar->archive);
+	pthread_cond_destroy(&ar->cond);
+	pthread_mutex_destroy(&ar->mu);
+	free(ar);
+}
+
+void archiver_partition_info(archiver_t *ar, const char *topic, int32_t partition, int64_t *segments,
+			     int64_t *start, int64_t *end)
+{
+	*segments = 0;
+	*start = *end = -1;
+	pthread_mutex_lock(&ar->mu);
+	apart_t *found = NULL;
+	for (apart_t *ap = ar->parts; ap != NULL; ap = ap->next)
+		if (ap->partition == partition && !strcmp(ap->topic, topic) &&
+		    (found == NULL || ap->created_ms > found->created_ms))
+			found = ap;
+	pthread_mutex_unlock(&ar->mu);
+	if (found == NULL)
+		return;
+	pthread_mutex_lock(&found->mu);
+	*segments = (int64_t)found->n;
+	if (found->n > 0) {
+		*start = found->segs[0].base;
+		*end = found->segs[found->n - 1].next;
+	}
+	pthread_mutex_unlock(&found->mu);
+}
+
+const char *archiver_describe(const archiver_t *ar)
+{
+	return archive_describe(ar->archive);
+}

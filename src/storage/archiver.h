@@ -1,0 +1,46 @@
+/*
+ * archiver.h -- tiered storage: copies sealed segments of topics with remote.storage.enable=true to the
+ * archive (archive.h), keeps each partition's manifest, and lets partitions read below their local log
+ * start from it.
+ *
+ * Archive layout, per partition: KEY = TOPIC-CREATEDMS/PARTITION/ (the topic's creation time keeps a
+ * re-created topic away from its predecessor's archive), holding each archived segment's
+ * <base>.log, .index and .timeindex, and `manifest`: a text object
+ *     factlog-archive-manifest 1
+ *     BASE NEXT SIZE MAX_TS          (one line per segment, oldest first, contiguous)
+ * Invariants:
+ *   1. A segment is listed in the manifest only after its three files are durable in the archive, and a
+ *      partition learns of it (partition_set_archive) only after the manifest is: local retention never
+ *      drops a segment that is not safe in the archive.
+ *   2. The archive drops segments beyond the topic's total retention (retention.ms / retention.bytes)
+ *      from the manifest first, then deletes their objects.
+ *   3. One thread (the archiver's) writes manifests; storage_open loads them before serving.
+ * Threads: archiver_start runs a thread; archiver_stop joins it. Ownership: the storage owns the
+ *   archiver; partitions borrow its per-partition state until archiver_free, after they closed.
+ */
+#ifndef FL_STORAGE_ARCHIVER_H
+#define FL_STORAGE_ARCHIVER_H
+
+#include <stdint.h>
+
+#include "core/err.h"
+#include "storage/archive.h"
+#include "storage/storage.h"
+
+typedef struct archiver archiver_t;
+
+/* Loads the manifests of the topics with remote storage (so reads below local retention work at once),
+ * then starts the thread, which makes a pass every check_ms. Takes over the archive. */
+err_t archiver_start(storage_t *st, archive_t *a, int64_t check_ms, archiver_t **out);
+/* One pass now, on the caller's thread (tests). */
+void archiver_pass(archiver_t *ar);
+/* Stops the thread (before the partitions close). */
+void archiver_stop(archiver_t *ar);
+/* Frees the state partitions borrowed (after they closed) and the archive. */
+void archiver_free(archiver_t *ar);
+/* Archive figures of one partition: segments archived and their offsets [start, end); -1 when none. */
+void archiver_partition_info(archiver_t *ar, const char *topic, int32_t partition, int64_t *segments,
+			     int64_t *start, int64_t *end);
+const char *archiver_describe(const archiver_t *ar);
+
+#endif

@@ -1,0 +1,99 @@
+"""Fixtures for the archive (tiered storage) tests: a `factlog serve` whose archive is a directory or an
+s3rver (npm) on a free loopback port. Every process is stopped by its PID; every wait is bounded."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+for _p in (HERE, os.path.join(HERE, "..", "lib")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from flserver import Server, free_port, port_open, wait_until  # noqa: E402,F401
+
+
+def factlog_bin():
+    b = os.environ.get("FACTLOG_BIN")
+    if not b or not os.access(b, os.X_OK):
+        pytest.fail("FACTLOG_BIN is not set to an executable: run tests/integration/archive/run.sh",
+                    pytrace=False)
+    return os.path.abspath(b)
+
+
+class S3:
+    """s3rver with a bucket `archive`, credentials S3RVER/S3RVER, path-style URLs."""
+
+    def __init__(self, root):
+        exe = os.environ.get("S3RVER")
+        if not exe or not os.access(exe, os.X_OK):
+            pytest.fail("S3RVER is not set to the s3rver executable (run.sh installs it)", pytrace=False)
+        self.dir = os.path.join(root, "s3")
+        os.makedirs(self.dir)
+        self.port = free_port()
+        self.endpoint = "http://127.0.0.1:%d" % self.port
+        self.log = open(os.path.join(root, "s3rver.log"), "wb")
+        self.proc = subprocess.Popen([exe, "-d", self.dir, "-a", "127.0.0.1", "-p", str(self.port), "--silent",
+                                      "--configure-bucket", "archive"], stdout=self.log, stderr=self.log)
+        wait_until(lambda: port_open(self.port), 30, "s3rver on port %d" % self.port)
+
+    def objects(self):
+        """Object keys stored (s3rver keeps each object under DIR/BUCKET/KEY._S3rver_object)."""
+        out = []
+        base = os.path.join(self.dir, "archive")
+        for d, _, files in os.walk(base):
+            for f in files:
+                if f.endswith("._S3rver_object"):
+                    out.append(os.path.relpath(os.path.join(d, f), base)[:-len("._S3rver_object")])
+        return sorted(out)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+@pytest.fixture(params=["dir", "s3"])
+def archived_server(request, monkeypatch):
+    """A server with a small segment size, fast retention and archiving, and an archive of either kind."""
+    root = tempfile.mkdtemp(prefix="factlog-archive-")
+    s3 = None
+    args = ["--retention-check-ms", "200", "--archive-check-ms", "200"]
+    if request.param == "s3":
+        s3 = S3(root)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "S3RVER")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "S3RVER")
+        args += ["--archive", "s3://archive/factlog", "--s3-endpoint", s3.endpoint]
+    else:
+        args += ["--archive", os.path.join(root, "archive")]
+    srv = Server(factlog_bin(), root, args)
+    srv.kind = request.param
+    srv.s3 = s3
+    srv.archive_dir = os.path.join(root, "archive")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        try:
+            if srv.proc is not None:
+                srv.stop()
+        finally:
+            if s3 is not None:
+                s3.stop()
+            if request.node.rep_call.passed if hasattr(request.node, "rep_call") else False:
+                shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
