@@ -256,6 +256,9 @@ const char *rt_produce_emit(rt_fn_t *fn, json_t *emit, json_t *cause, rt_emit_wa
 	const char *topic = json_string_value(json_object_get(emit, "topic"));
 	if (topic == NULL || topic[0] == 0)
 		return "missing \"topic\"";
+	if (strlen(topic) > 249 || strspn(topic, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+					   strlen(topic))
+		return "\"topic\" is not a valid topic name (1 to 249 of [A-Za-z0-9._-])";
 	json_t *e = json_deep_copy(emit);
 	json_object_del(e, "topic");
 	json_object_del(e, "cause");

@@ -254,9 +254,19 @@ static char *worker_exchange(worker_t *w, rt_job_t *job, const buf_t *req, size_
 /* Applies a reply object (from a worker or an HTTP target's body) to the job. */
 static void job_apply_reply(worker_t *w, rt_job_t *job, json_t *reply)
 {
-	const char *status = json_string_value(json_object_get(reply, "status"));
+	json_t *status_j = json_object_get(reply, "status");
+	const char *status = json_string_value(status_j);
 	const char *error = json_string_value(json_object_get(reply, "error"));
 	json_t *failed = json_object_get(reply, "failed");
+	/* Strict about shapes: a reply that says something we cannot read must not count as success. */
+	if (status_j != NULL && !json_is_null(status_j) && status == NULL) {
+		job_fail(job, "reply: status must be a string");
+		return;
+	}
+	if (failed != NULL && !json_is_null(failed) && !json_is_array(failed)) {
+		job_fail(job, "reply: failed must be an array of indexes or event ids");
+		return;
+	}
 	if (status != NULL && strcmp(status, "ok") != 0 && strcmp(status, "error") != 0) {
 		job_fail(job, "reply: status must be \"ok\" or \"error\", not \"%s\"", status);
 		return;
@@ -281,7 +291,11 @@ static void job_apply_reply(worker_t *w, rt_job_t *job, json_t *reply)
 		json_array_foreach(emit, i, e) {
 			json_t *cause_ix = json_object_get(e, "cause");
 			json_int_t ci = json_is_integer(cause_ix) ? json_integer_value(cause_ix) : 0;
-			if (ci < 0 || ci >= job->n) {
+			if (!json_is_object(e)) {
+				bad = "an emit must be a JSON object";
+				break;
+			}
+			if ((cause_ix != NULL && !json_is_integer(cause_ix)) || ci < 0 || ci >= job->n) {
 				bad = "emit: cause is not an index of the batch";
 				break;
 			}

@@ -135,6 +135,8 @@ class Ledger:
             os.path.join(self.root, "data", "functions")
         if os.path.isdir(fdir):
             for n in sorted(os.listdir(fdir)):
+                if not os.path.isfile(os.path.join(fdir, n)):
+                    continue  # a function's state directory
                 with open(os.path.join(fdir, n), "rb") as f:
                     parts.append("----- %s -----\n%s" % (n, f.read()[-4000:].decode(errors="replace")))
         return "\n".join(parts)
