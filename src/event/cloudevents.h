@@ -46,10 +46,11 @@ typedef struct {
 } ce_kafka_record_t;
 
 typedef struct {
-	ce_attr_t attrs[CE_ATTRS_MAX]; /* every context attribute but data, as strings */
+	ce_attr_t attrs[CE_ATTRS_MAX]; /* every context attribute but data, as strings (in the arena) */
 	int nattrs;
 	buf_t data;
 	bool has_data;
+	struct ce_arena *arena;        /* where the attribute strings live: blocks that never move */
 } ce_event_t;
 
 const char *ce_get(const ce_event_t *ev, const char *name);
@@ -59,6 +60,12 @@ void ce_event_free(ce_event_t *ev);
 
 /* Structured mode: one JSON object. Returns NULL on success or the problem. */
 const char *ce_from_json(json_t *obj, ce_event_t *ev);
+/* Structured (batch false: one JSON object) or batch mode (a non-empty JSON array of at most max objects)
+ * straight from the request text, without building a document: the same events ce_from_json gives, except
+ * that JSON data keeps its text (whitespace removed; numbers and escapes as sent). new_event(arg) hands out
+ * each event to fill. Returns NULL on success or the problem ("malformed JSON", ...). */
+const char *ce_parse_text(const uint8_t *text, size_t len, bool batch, size_t max,
+			  ce_event_t *(*new_event)(void *arg), void *arg);
 /* Checks id, source, type, specversion "1.0" and the attribute names. NULL or the problem. */
 const char *ce_validate(const ce_event_t *ev);
 

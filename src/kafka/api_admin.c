@@ -12,7 +12,8 @@ static bool cstr(slice_t s, char *out, size_t cap)
 {
 	if (s.len >= cap)
 		return false;
-	memcpy(out, s.ptr, s.len);
+	if (s.len > 0) /* a null or empty wire string has no bytes (ptr may be NULL) */
+		memcpy(out, s.ptr, s.len);
 	out[s.len] = 0;
 	return strlen(out) == s.len;
 }

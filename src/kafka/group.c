@@ -89,14 +89,15 @@ static char *sdup(slice_t s)
 {
 	char *p = malloc(s.len + 1);
 	ASSERT(p != NULL);
-	memcpy(p, s.ptr, s.len);
+	if (s.len > 0) /* a null string's ptr may be NULL */
+		memcpy(p, s.ptr, s.len);
 	p[s.len] = 0;
 	return p;
 }
 
 static bool seq(const char *a, slice_t b)
 {
-	return a != NULL && strlen(a) == b.len && memcmp(a, b.ptr, b.len) == 0;
+	return a != NULL && strlen(a) == b.len && (b.len == 0 || memcmp(a, b.ptr, b.len) == 0);
 }
 
 static int64_t wall_ms(void)

@@ -86,9 +86,109 @@ static void raw_record(const uint8_t *data, size_t size)
 	buf_free(&t);
 }
 
+/* ---- the gateway's text parser against the document parser it replaced ---- */
+
+#define FZ_MAX 64
+typedef struct {
+	ce_event_t v[FZ_MAX];
+	int n;
+} fz_events_t;
+
+static ce_event_t *fz_new(void *arg)
+{
+	fz_events_t *e = arg;
+	ASSERT(e->n < FZ_MAX);
+	ce_event_t *ev = &e->v[e->n++];
+	memset(ev, 0, sizeof *ev);
+	return ev;
+}
+
+static void fz_free(fz_events_t *e)
+{
+	for (int i = 0; i < e->n; i++)
+		ce_event_free(&e->v[i]);
+	e->n = 0;
+}
+
+static int max_depth(const uint8_t *d, size_t n)
+{
+	int depth = 0, m = 0;
+	bool str = false;
+	for (size_t i = 0; i < n; i++) {
+		if (str) {
+			if (d[i] == '\\')
+				i++;
+			else if (d[i] == '"')
+				str = false;
+		} else if (d[i] == '"') {
+			str = true;
+		} else if (d[i] == '{' || d[i] == '[') {
+			if (++depth > m)
+				m = depth;
+		} else if (d[i] == '}' || d[i] == ']') {
+			depth--;
+		}
+	}
+	return m;
+}
+
+/* The same events: attributes equal; data bytes equal, or, for JSON data, the same JSON value. */
+static void same_event(const ce_event_t *a, const ce_event_t *b)
+{
+	ASSERT(a->nattrs == b->nattrs);
+	for (int i = 0; i < a->nattrs; i++) {
+		const char *v = ce_get(b, a->attrs[i].name);
+		ASSERT(v != NULL && strcmp(v, a->attrs[i].value) == 0);
+	}
+	ASSERT(a->has_data == b->has_data);
+	if (a->data.len == b->data.len && (a->data.len == 0 || memcmp(a->data.data, b->data.data, a->data.len) == 0))
+		return;
+	json_t *x = json_loadb((const char *)a->data.data, a->data.len, JSON_DECODE_ANY, NULL);
+	json_t *y = json_loadb((const char *)b->data.data, b->data.len, JSON_DECODE_ANY, NULL);
+	ASSERT(x != NULL && y != NULL && json_equal(x, y));
+	json_decref(x);
+	json_decref(y);
+}
+
+static void text_vs_document(const uint8_t *data, size_t size)
+{
+	static fz_events_t t, d;
+	for (int batch = 0; batch <= 1; batch++) {
+		const char *wt = ce_parse_text(data, size, batch, FZ_MAX, fz_new, &t);
+		const char *wd = NULL;
+		/* Repeated keys: the last one wins in jansson, the first bad one stops the text parser; compare
+		 * only documents without them. */
+		json_t *doc = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
+		if (doc == NULL)
+			wd = "malformed JSON or repeated keys";
+		else if (!batch)
+			wd = ce_from_json(doc, fz_new(&d));
+		else if (!json_is_array(doc) || json_array_size(doc) == 0 || json_array_size(doc) > FZ_MAX)
+			wd = "not a batch";
+		else
+			for (size_t i = 0; i < json_array_size(doc) && wd == NULL; i++)
+				wd = ce_from_json(json_array_get(doc, i), fz_new(&d));
+		json_decref(doc);
+		/* What the document parser accepts, the text parser accepts the same way (it also accepts a little
+		 * more: integers beyond 64 bits and \u0000 inside data; it refuses nesting beyond 128). */
+		/* (jansson also takes a raw NUL byte between tokens; the text parser does not.) */
+		if (wd == NULL && memchr(data, 0, size) == NULL) {
+			ASSERT(wt == NULL || max_depth(data, size) > 128);
+			if (wt == NULL) {
+				ASSERT(t.n == d.n);
+				for (int i = 0; i < t.n; i++)
+					same_event(&d.v[i], &t.v[i]);
+			}
+		}
+		fz_free(&t);
+		fz_free(&d);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	raw_record(data, size);
+	text_vs_document(data, size);
 	json_error_t je;
 	json_t *doc = json_loadb((const char *)data, size, JSON_DECODE_ANY, &je);
 	if (doc == NULL)
