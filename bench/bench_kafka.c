@@ -8,6 +8,13 @@
  *                 --seconds; reports MB/s per consumer and in total, and checks offsets have no gaps.
  *   --concurrent  both at once on the same topic: consumers follow the producers until they have read
  *                 everything that was delivered.
+ *   --group-prefix P  (with --consume or --concurrent) consumer i subscribes with its own group.id "P-i" instead
+ *                 of assigning partitions itself: every consumer is a separate consumer group, so the broker's group
+ *                 coordinator (FindCoordinator, JoinGroup, SyncGroup, Heartbeat, OffsetCommit, OffsetFetch) is in
+ *                 the path. Offsets are auto-committed every second and once more at the end, then read back
+ *                 (OffsetFetch) and checked against what the group read. Reports the time to the first assignment
+ *                 per group and the per-group MB/s, smallest and largest.
+ *   --records N   produce N records in total (split over the producers), --seconds is then only a limit.
  * MB is 10^6 bytes (as fio reports it). Machine-readable lines start with "RESULT ".
  */
 #include <errno.h>
@@ -37,6 +44,9 @@ static struct {
 	int linger_ms;
 	int queue_kb;
 	int64_t expect; /* consume: records each consumer must read; <0: from watermarks */
+	int64_t records; /* produce: records in total; <0: until --seconds */
+	const char *group_prefix; /* consume: one consumer group per consumer thread; NULL: assign, no group */
+	int consumer_queue_kb; /* consume: queued.max.messages.kbytes per consumer; 0: from --consumers */
 	bool create;
 } opt = {
 	.brokers = "127.0.0.1:9092",
@@ -50,6 +60,7 @@ static struct {
 	.linger_ms = 5,
 	.queue_kb = 65536,
 	.expect = -1,
+	.records = -1,
 	.create = true,
 };
 
@@ -69,7 +80,11 @@ static void usage(FILE *f)
 		"  --rate-mbps R        pace the producers to R MB/s in total (default: unpaced)\n"
 		"  --linger-ms MS       producer linger.ms (default 5)\n"
 		"  --queue-kb KB        producer queue.buffering.max.kbytes (default 65536)\n"
-		"  --expect N           consume: records each consumer reads (default: all in the topic)\n");
+		"  --expect N           consume: records each consumer reads (default: all in the topic)\n"
+		"  --records N          produce: N records in total, then stop (default: for --seconds)\n"
+		"  --group-prefix P     consume: consumer i joins its own consumer group P-i (subscribe, commits)\n"
+		"  --consumer-queue-kb K  consume: queued.max.messages.kbytes per consumer (default 262144, less\n"
+		"                       with more than 2 consumers: 524288 / consumers, at least 16384)\n");
 }
 
 static const char *need_arg(int argc, char **argv, int *i)
@@ -117,6 +132,12 @@ static void parse_args(int argc, char **argv)
 			opt.queue_kb = atoi(need_arg(argc, argv, &i));
 		else if (!strcmp(a, "--expect"))
 			opt.expect = strtoll(need_arg(argc, argv, &i), NULL, 10);
+		else if (!strcmp(a, "--records"))
+			opt.records = strtoll(need_arg(argc, argv, &i), NULL, 10);
+		else if (!strcmp(a, "--group-prefix"))
+			opt.group_prefix = need_arg(argc, argv, &i);
+		else if (!strcmp(a, "--consumer-queue-kb"))
+			opt.consumer_queue_kb = atoi(need_arg(argc, argv, &i));
 		else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			usage(stdout);
 			exit(0);
@@ -133,7 +154,8 @@ static void parse_args(int argc, char **argv)
 		exit(2);
 	}
 	if (opt.producers < 1 || opt.consumers < 1 || opt.partitions < 1 || opt.record_bytes < 1 ||
-	    opt.seconds <= 0 || opt.rate_mbps < 0) {
+	    opt.seconds <= 0 || opt.rate_mbps < 0 || opt.records == 0 || opt.consumer_queue_kb < 0 ||
+	    (opt.group_prefix && !*opt.group_prefix)) {
 		fprintf(stderr, "invalid option value\n");
 		exit(2);
 	}
@@ -142,6 +164,11 @@ static void parse_args(int argc, char **argv)
 	if (strcmp(opt.acks, "-1") && strcmp(opt.acks, "1") && strcmp(opt.acks, "0")) {
 		fprintf(stderr, "--acks must be all, 1 or 0\n");
 		exit(2);
+	}
+	if (opt.consumer_queue_kb == 0) {
+		opt.consumer_queue_kb = 262144;
+		if (opt.consumers > 2)
+			opt.consumer_queue_kb = 524288 / opt.consumers > 16384 ? 524288 / opt.consumers : 16384;
 	}
 }
 
@@ -375,10 +402,12 @@ static void *producer_main(void *arg)
 	double ns_per_record = 0;
 	if (opt.rate_mbps > 0)
 		ns_per_record = (double)opt.record_bytes * 1e3 * opt.producers / opt.rate_mbps;
-	uint64_t n = 0;
+	uint64_t n = 0, quota = UINT64_MAX;
+	if (opt.records > 0)
+		quota = (uint64_t)(opt.records / opt.producers + (p->id < opt.records % opt.producers ? 1 : 0));
 	for (;;) {
 		uint64_t t = now_ns();
-		if (t >= end)
+		if (t >= end || n >= quota)
 			break;
 		if (ns_per_record > 0) {
 			uint64_t due = t0 + (uint64_t)((double)n * ns_per_record);
@@ -420,7 +449,50 @@ typedef struct {
 	uint64_t t_start, t_end;
 	int64_t expect;
 	bool complete;
+	/* --group-prefix: */
+	uint64_t t_assigned;             /* first partitions assigned by the group (0: never) */
+	int rebalances;                  /* assignments received */
+	uint64_t commits_ok, commits_failed;
+	rd_kafka_resp_err_t commit_err;  /* the first failed commit's error */
+	int64_t committed;               /* sum over the partitions of the committed offsets read back; -1: failed */
 } consumer_t;
+
+/* Group mode: take what the coordinator assigns (eager or cooperative protocol), note when it first came. */
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+	consumer_t *c = opaque;
+	bool coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		if (c->t_assigned == 0)
+			c->t_assigned = now_ns();
+		c->rebalances++;
+		if (coop)
+			rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
+		else
+			rd_kafka_assign(rk, parts);
+	} else {
+		if (coop)
+			rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+		else
+			rd_kafka_assign(rk, NULL);
+	}
+}
+
+static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
+	void *opaque)
+{
+	(void)rk;
+	(void)offsets;
+	consumer_t *c = opaque;
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		c->commits_ok++;
+	else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET) { /* nothing new to commit is not a failure */
+		if (c->commits_failed++ == 0) {
+			c->commit_err = err;
+			fprintf(stderr, "consumer-%d: offset commit: %s\n", c->id, rd_kafka_err2str(err));
+		}
+	}
+}
 
 static int topic_partitions(rd_kafka_t *rk)
 {
@@ -447,14 +519,28 @@ static void *consumer_main(void *arg)
 	snprintf(name, sizeof name, "consumer-%d", c->id);
 	rd_kafka_conf_t *conf = base_conf();
 	set_conf(conf, "client.id", name);
-	/* librdkafka's rd_kafka_assign() needs a group.id, but nothing is joined or committed with it. */
-	set_conf(conf, "group.id", "bench_kafka");
-	set_conf(conf, "enable.auto.commit", "false");
-	set_conf(conf, "enable.auto.offset.store", "false");
+	if (opt.group_prefix) {
+		/* A group of its own: subscribe, the coordinator assigns every partition; commits every second. */
+		char group[256];
+		snprintf(group, sizeof group, "%s-%d", opt.group_prefix, c->id);
+		set_conf(conf, "group.id", group);
+		set_conf(conf, "enable.auto.commit", "true");
+		set_conf(conf, "auto.commit.interval.ms", "1000");
+		set_conf(conf, "enable.auto.offset.store", "true");
+		rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+		rd_kafka_conf_set_offset_commit_cb(conf, offset_commit_cb);
+		rd_kafka_conf_set_opaque(conf, c);
+	} else {
+		/* librdkafka's rd_kafka_assign() needs a group.id, but nothing is joined or committed with it. */
+		set_conf(conf, "group.id", "bench_kafka");
+		set_conf(conf, "enable.auto.commit", "false");
+		set_conf(conf, "enable.auto.offset.store", "false");
+	}
 	set_conf(conf, "auto.offset.reset", "earliest");
-	set_conf_int(conf, "fetch.max.bytes", 16 << 20); /* under the mmap threshold */
-	set_conf_int(conf, "max.partition.fetch.bytes", 4 << 20);
-	set_conf_int(conf, "queued.max.messages.kbytes", 262144);
+	long long qbytes = (long long)opt.consumer_queue_kb * 1024;
+	set_conf_int(conf, "fetch.max.bytes", qbytes < (16 << 20) ? qbytes : (16 << 20)); /* under the mmap threshold */
+	set_conf_int(conf, "max.partition.fetch.bytes", qbytes / 4 < (4 << 20) ? qbytes / 4 : (4 << 20));
+	set_conf_int(conf, "queued.max.messages.kbytes", opt.consumer_queue_kb);
 	set_conf_int(conf, "fetch.wait.max.ms", 100);
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
 	if (!rk) {
@@ -493,12 +579,22 @@ static void *consumer_main(void *arg)
 	uint64_t deadline = start_ns + (uint64_t)(opt.seconds * 1e9);
 	if (opt.concurrent)
 		deadline += 60000000000u; /* grace to catch up after the producers stop */
-	rd_kafka_resp_err_t ae = rd_kafka_assign(rk, tp);
-	if (ae) {
-		fprintf(stderr, "%s: assign: %s\n", name, rd_kafka_err2str(ae));
-		exit(1);
+	if (opt.group_prefix) {
+		rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+		rd_kafka_topic_partition_list_add(sub, opt.topic, RD_KAFKA_PARTITION_UA);
+		rd_kafka_resp_err_t se = rd_kafka_subscribe(rk, sub);
+		rd_kafka_topic_partition_list_destroy(sub);
+		if (se) {
+			fprintf(stderr, "%s: subscribe: %s\n", name, rd_kafka_err2str(se));
+			exit(1);
+		}
+	} else {
+		rd_kafka_resp_err_t ae = rd_kafka_assign(rk, tp);
+		if (ae) {
+			fprintf(stderr, "%s: assign: %s\n", name, rd_kafka_err2str(ae));
+			exit(1);
+		}
 	}
-	rd_kafka_topic_partition_list_destroy(tp);
 
 	enum { BATCH = 4096 };
 	rd_kafka_message_t **msgs = malloc(BATCH * sizeof *msgs);
@@ -550,6 +646,29 @@ static void *consumer_main(void *arg)
 		}
 	}
 	c->t_end = now_ns();
+	c->committed = -1;
+	if (opt.group_prefix) {
+		/* Commit what was read (OffsetCommit), then read it back from the coordinator (OffsetFetch). */
+		rd_kafka_resp_err_t ce = rd_kafka_commit(rk, NULL, 0);
+		if (ce && ce != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+			fprintf(stderr, "%s: final commit: %s\n", name, rd_kafka_err2str(ce));
+			c->commits_failed++;
+		}
+		rd_kafka_resp_err_t fe = rd_kafka_committed(rk, tp, 10000);
+		if (fe)
+			fprintf(stderr, "%s: committed offsets: %s\n", name, rd_kafka_err2str(fe));
+		else {
+			c->committed = 0;
+			for (int i = 0; i < tp->cnt; i++) {
+				if (tp->elems[i].err)
+					fprintf(stderr, "%s: committed offset of partition %d: %s\n", name, tp->elems[i].partition,
+						rd_kafka_err2str(tp->elems[i].err));
+				if (tp->elems[i].offset > 0) /* minus log start offsets: assumed 0 (a fresh topic) */
+					c->committed += tp->elems[i].offset;
+			}
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(tp);
 	free(msgs);
 	free(next);
 	rd_kafka_queue_destroy(q);
@@ -594,7 +713,7 @@ int main(int argc, char **argv)
 	start_ns = now_ns();                   /* written before the start barrier releases anyone */
 	pthread_barrier_wait(&start_barrier);
 
-	char line[1024];
+	char line[2048];
 	size_t ln = 0;
 	line[0] = 0;
 	if (np) {
@@ -630,31 +749,73 @@ int main(int argc, char **argv)
 		free(all);
 	}
 	if (nc) {
-		double total_mbps = 0, worst = -1;
-		uint64_t records = 0, gaps = 0, bad = 0, errors = 0;
+		double total_mbps = 0, worst = -1, best = -1, join_max_ms = 0, join_min_ms = -1;
+		uint64_t records = 0, bytes = 0, gaps = 0, bad = 0, errors = 0, last_end = start_ns;
+		uint64_t commits_ok = 0, commits_failed = 0, unassigned = 0, committed_wrong = 0;
+		int rebalances = 0;
 		bool complete = true;
 		for (int i = 0; i < nc; i++) {
 			consumer_t *c = &cons[i];
 			pthread_join(c->th, NULL);
 			double secs = (double)(c->t_end - start_ns) / 1e9;
 			double mbps = (double)c->bytes / 1e6 / secs;
-			printf("consume: consumer-%d read %" PRIu64 "/%" PRId64 " records in %.2f s: %.1f MB/s, %.0f records/s%s\n", i,
-				c->records, c->expect, secs, mbps, (double)c->records / secs, c->complete ? "" : " (INCOMPLETE)");
+			char grp[160] = "";
+			if (opt.group_prefix) {
+				double join_ms = c->t_assigned ? (double)(c->t_assigned - start_ns) / 1e6 : -1;
+				snprintf(grp, sizeof grp,
+					" [group %s-%d: assigned after %.0f ms, %d assignment(s), %" PRIu64 " commits, %" PRIu64
+					" failed, committed %" PRId64 "]",
+					opt.group_prefix, i, join_ms, c->rebalances, c->commits_ok, c->commits_failed, c->committed);
+				if (!c->t_assigned)
+					unassigned++;
+				else {
+					if (join_ms > join_max_ms)
+						join_max_ms = join_ms;
+					if (join_min_ms < 0 || join_ms < join_min_ms)
+						join_min_ms = join_ms;
+				}
+				commits_ok += c->commits_ok;
+				commits_failed += c->commits_failed;
+				rebalances += c->rebalances;
+				/* The offsets read back must cover what was read (exactly, when the topic was read whole). */
+				if (c->committed < 0 || (c->complete && opt.expect < 0 && c->committed != c->expect))
+					committed_wrong++;
+			}
+			printf("consume: consumer-%d read %" PRIu64 "/%" PRId64 " records in %.2f s: %.1f MB/s, %.0f records/s%s%s\n", i,
+				c->records, c->expect, secs, mbps, (double)c->records / secs, c->complete ? "" : " (INCOMPLETE)", grp);
 			total_mbps += mbps;
 			if (worst < 0 || mbps < worst)
 				worst = mbps;
+			if (mbps > best)
+				best = mbps;
 			records += c->records;
+			bytes += c->bytes;
+			if (c->t_end > last_end)
+				last_end = c->t_end;
 			gaps += c->gaps;
 			bad += c->bad;
 			errors += c->errors;
 			complete = complete && c->complete;
 		}
-		printf("consume: %d consumer(s): %.1f MB/s in total, slowest %.1f MB/s, %s\n", nc, total_mbps, worst,
-			complete ? "all complete" : "SOME INCOMPLETE");
+		double wall_mbps = (double)bytes / 1e6 / ((double)(last_end - start_ns) / 1e9);
+		printf("consume: %d consumer(s): %.1f MB/s in total (%.1f MB/s: all bytes over the wall time), slowest %.1f MB/s, "
+		       "fastest %.1f MB/s, %s\n",
+			nc, total_mbps, wall_mbps, worst, best, complete ? "all complete" : "SOME INCOMPLETE");
 		ln += (size_t)snprintf(line + ln, sizeof line - ln,
-			" consume_mbps=%.1f consume_mbps_each_min=%.1f consumed=%" PRIu64 " expected_each=%" PRId64
-			" complete=%d gaps=%" PRIu64 " bad=%" PRIu64 " msg_errors=%" PRIu64,
-			total_mbps, worst, records, cons[0].expect, complete ? 1 : 0, gaps, bad, errors);
+			" consume_mbps=%.1f consume_mbps_wall=%.1f consume_mbps_each_min=%.1f consume_mbps_each_max=%.1f consumed=%" PRIu64
+			" expected_each=%" PRId64 " complete=%d gaps=%" PRIu64 " bad=%" PRIu64 " msg_errors=%" PRIu64,
+			total_mbps, wall_mbps, worst, best, records, cons[0].expect, complete ? 1 : 0, gaps, bad, errors);
+		if (opt.group_prefix) {
+			printf("groups: %d, first assignment after %.0f..%.0f ms, %d assignments, %" PRIu64 " commits, %" PRIu64
+			       " failed, %" PRIu64 " never assigned, %" PRIu64 " with wrong committed offsets\n",
+				nc, join_min_ms < 0 ? 0 : join_min_ms, join_max_ms, rebalances, commits_ok, commits_failed, unassigned,
+				committed_wrong);
+			ln += (size_t)snprintf(line + ln, sizeof line - ln,
+				" groups=%d join_ms_min=%.0f join_ms_max=%.0f assignments=%d commits=%" PRIu64 " commits_failed=%" PRIu64
+				" unassigned=%" PRIu64 " committed_wrong=%" PRIu64,
+				nc, join_min_ms < 0 ? 0 : join_min_ms, join_max_ms, rebalances, commits_ok, commits_failed, unassigned,
+				committed_wrong);
+		}
 	}
 	printf("RESULT mode=%s%s client_errors=%d\n", opt.concurrent ? "concurrent" : opt.produce ? "produce" : "consume", line,
 		atomic_load(&client_errors));
