@@ -434,6 +434,11 @@ static bool parse_rfc3339(const char *s, size_t len, int64_t *out_ms)
 	return true;
 }
 
+bool app_parse_time(const char *s, size_t len, int64_t *out_ms)
+{
+	return parse_rfc3339(s, len, out_ms);
+}
+
 static bool valid_topic(const char *s, size_t len)
 {
 	if (len < 1 || len > TOPIC_LEN_MAX || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)

@@ -40,6 +40,7 @@
 #define FL_RUNTIME_APPFILE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -109,6 +110,8 @@ app_t *app_load(const char *path, char *err, size_t errcap);
 void app_free(app_t *app);
 
 const fn_def_t *app_function(const app_t *app, const char *name);
+/* An RFC 3339 time with a zone (as `start` takes it) in epoch milliseconds; false when malformed. */
+bool app_parse_time(const char *s, size_t len, int64_t *out_ms);
 const char *fn_ordering_name(fn_ordering_t o);
 
 #endif

@@ -16,6 +16,11 @@
  * A partition's events stay in offset order in its queue until DONE reaches the head; the committed offset is
  * the first undone offset. Only the consumer thread changes an event's state; a worker only reads the events
  * of the job it was handed (and the job's result fields, which it owns until it posts the job back).
+ *
+ * A replay (replay.c) is a bounded trigger: the same rt_trigger_t and scheduler with tr->rp set. It assigns
+ * explicit ranges [from, end) instead of subscribing, drops records at or past a partition's end, commits to
+ * its own group with the range's end in the commit metadata, and sets tr->finished once every partition's
+ * events below its end are done and committed.
  */
 #ifndef FL_RUNTIME_RT_INT_H
 #define FL_RUNTIME_RT_INT_H
@@ -31,6 +36,7 @@
 typedef struct rt_fn rt_fn_t;
 typedef struct rt_trigger rt_trigger_t;
 typedef struct rt_app rt_app_t;
+typedef struct rt_replay rt_replay_t;
 
 enum { EV_QUEUED, EV_INFLIGHT, EV_RETRY, EV_DEAD, EV_DONE };
 
@@ -87,6 +93,8 @@ typedef struct {
 	int64_t committed;       /* last offset committed; -1 none */
 	int inflight;            /* jobs in flight */
 	bool paused;
+	int64_t end;             /* replay: the first offset past its range; INT64_MAX for a live trigger */
+	bool at_end;             /* replay: every record below end was polled; paused for good */
 } rt_part_t;
 
 enum { JOB_INVOKE, JOB_DEAD_LETTER };
@@ -130,7 +138,11 @@ typedef struct {
 struct rt_trigger {
 	rt_fn_t *fn;
 	const fn_trigger_t *def;
-	int index;
+	int index;               /* in invocation ids; a replay's is 1000 + its live trigger's index */
+	rt_replay_t *rp;         /* NULL for a live trigger; else the replay this bounded trigger serves */
+	const char *group;       /* the consumer group: def->group, or the replay's "<group>.replay" */
+	atomic_bool finished;    /* replay: every event below the ends is done and committed; the thread exits */
+	bool mu_ready;           /* mu and cond are initialized (once, by rt_trigger_start; rt_trigger_fini) */
 	rd_kafka_t *consumer;
 	rd_kafka_queue_t *cq;    /* the consumer queue: workers yield it to wake the scheduler */
 	pthread_t thread;
@@ -184,6 +196,8 @@ struct rt_fn {
 	/* the last invocation durations, for percentiles (under mu) */
 	int64_t lat_ms[256];
 	uint64_t nlat;
+	pthread_mutex_t rp_mu;   /* replay: the pointer only (see replay.c for the lock order) */
+	rt_replay_t *replay;     /* NULL, or the running or last replay */
 };
 
 struct runtime {
@@ -199,9 +213,68 @@ struct runtime {
 	rt_app_t *app;
 };
 
+/* One partition of a replay's range. */
+typedef struct {
+	int32_t partition;
+	int64_t from, end;       /* the range [from, end), clamped to [log start, high watermark] */
+	int64_t pos;             /* the first offset not done yet (under rp->mu) */
+	bool resumed;            /* from is where an unfinished earlier replay committed */
+} rt_rp_part_t;
+
+/* The state a live trigger shows while a replay --then live holds it stopped. */
+#define RT_REPLAY_HELD "stopped for a replay"
+
+/* A replay commits its progress with this metadata followed by the range's end offset. */
+#define RT_REPLAY_METADATA "factlog-replay end="
+
+/* Where a replay starts or ends, as requested. */
+typedef enum { RP_EARLIEST, RP_LATEST, RP_OFFSET, RP_TIME } rt_rp_kind_t;
+typedef struct {
+	rt_rp_kind_t kind;
+	int64_t v;               /* RP_OFFSET: the offset; RP_TIME: epoch milliseconds */
+} rt_rp_bound_t;
+
+/* A replay's states: STARTING -> RUNNING -> (HANDOVER ->) DONE, or FAILED / CANCELLED from any of them. */
+enum { RP_STARTING, RP_RUNNING, RP_HANDOVER, RP_DONE, RP_FAILED, RP_CANCELLED };
+
+/* One replay of a function's trigger (replay.c). Owned by its function (fn->replay) from the request until the
+ * next replay or the function's stop; its controller thread runs replay_main. */
+struct rt_replay {
+	rt_fn_t *fn;
+	int trigger;             /* the index of the function's trigger it replays */
+	rt_rp_bound_t from, to;
+	bool has_to, then_live;
+	char from_text[64], to_text[64];
+	char id[17];             /* random hex: tells this replay from an earlier one */
+	char group[320];         /* "<trigger group>.replay" */
+	fn_trigger_t def;        /* the live trigger's definition (a shallow copy) with replay concurrency */
+	rt_trigger_t tr;         /* the bounded trigger */
+	pthread_t thread;
+	bool thread_started;
+	atomic_bool cancel;      /* set by a DELETE or by the function's stop */
+	atomic_bool fn_stopping; /* the function stops: do not start its live trigger again */
+	pthread_mutex_t mu;      /* the fields below */
+	pthread_cond_t cond;     /* signalled as progress is noted */
+	int state;
+	char error[512];
+	rt_rp_part_t *parts;
+	int nparts;
+	int64_t total, done;
+	int64_t started_wall_ms, finished_wall_ms, run_start_ms, run_end_ms; /* run_*: monotonic */
+};
+
 /* trigger.c */
+/* Creates the trigger's consumer (group tr->group, or def->group), unless it has one. */
+err_t rt_trigger_open(rt_trigger_t *tr, char *err, size_t errcap);
+/* Opens the consumer if needed and starts the consumer thread. Can start a stopped trigger again. */
 err_t rt_trigger_start(rt_trigger_t *tr, char *err, size_t errcap);
+/* Stops the thread (invocations in flight finish, positions are committed) and closes the consumer.
+ * Idempotent; the trigger can be started again. */
 void rt_trigger_stop(rt_trigger_t *tr);
+/* Releases what survives a stop (the lock introspection takes). */
+void rt_trigger_fini(rt_trigger_t *tr);
+/* Sets the state introspection shows (e.g. while a replay holds the trigger stopped). */
+void rt_trigger_set_state(rt_trigger_t *tr, const char *state);
 /* Hands a finished job back to its trigger (any thread). */
 void rt_trigger_post(rt_job_t *job);
 json_t *rt_trigger_json(rt_trigger_t *tr);
@@ -215,6 +288,12 @@ void rt_pool_start_min(rt_fn_t *fn);
 int rt_pool_cancel(rt_fn_t *fn, rt_trigger_t *tr, bool only_unassigned);
 /* Stops the pool: workers finish their job, kill their process and exit. */
 void rt_pool_stop(rt_fn_t *fn);
+
+/* replay.c */
+/* Cancels and frees the function's replay, if any; its live trigger is left stopped if the replay held it. */
+void rt_replay_stop_fn(rt_fn_t *fn);
+/* The function's replay as JSON, or NULL when it has none (new reference). */
+json_t *rt_replay_json_fn(rt_fn_t *fn);
 
 /* runtime.c */
 void rt_fn_log(rt_fn_t *fn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -366,6 +366,7 @@ static rt_fn_t *fn_start(runtime_t *rt, rt_app_t *app, const fn_def_t *def, char
 	pthread_mutex_init(&fn->mu, NULL);
 	pthread_cond_init(&fn->cond, NULL);
 	pthread_cond_init(&fn->exited, NULL);
+	pthread_mutex_init(&fn->rp_mu, NULL);
 	if (mkdir(fn->state_var + 18, 0755) != 0 && errno != EEXIST)
 		rt_fn_log(fn, "cannot create the state directory %s: %s", fn->state_var + 18, strerror(errno));
 	fn->ntriggers = def->ntriggers;
@@ -387,14 +388,16 @@ static rt_fn_t *fn_start(runtime_t *rt, rt_app_t *app, const fn_def_t *def, char
 
 static void fn_stop(rt_fn_t *fn)
 {
+	rt_replay_stop_fn(fn); /* first: it may hold a live trigger stopped, and uses the pool */
 	for (int i = 0; i < fn->ntriggers; i++)
-		rt_trigger_stop(&fn->triggers[i]);
+		rt_trigger_fini(&fn->triggers[i]);
 	rt_pool_stop(fn);
 	rt_fn_log(fn, "function %s stopped", fn->def->name);
 	free(fn->triggers);
 	pthread_mutex_destroy(&fn->mu);
 	pthread_cond_destroy(&fn->cond);
 	pthread_cond_destroy(&fn->exited);
+	pthread_mutex_destroy(&fn->rp_mu);
 	app_unref(fn->app);
 	free(fn->log_path);
 	free(fn->state_var);
@@ -658,7 +661,9 @@ static json_t *fn_json(rt_fn_t *fn, bool detail)
 		json_t *t = rt_trigger_json(&fn->triggers[i]);
 		lag += json_integer_value(json_object_get(t, "lag"));
 		const char *ts = json_string_value(json_object_get(t, "state"));
-		if (ts != NULL && strcmp(ts, "running") != 0)
+		if (ts != NULL && strcmp(ts, RT_REPLAY_HELD) == 0 && strcmp(state, "running") == 0)
+			state = "replaying";
+		else if (ts != NULL && strcmp(ts, "running") != 0 && strcmp(ts, RT_REPLAY_HELD) != 0)
 			state = "degraded";
 		json_array_append_new(trs, t);
 	}
@@ -701,6 +706,9 @@ static json_t *fn_json(rt_fn_t *fn, bool detail)
 	}
 	json_object_set_new(o, "stats", st);
 	json_object_set_new(o, "triggers", trs);
+	json_t *rp = rt_replay_json_fn(fn);
+	if (rp != NULL)
+		json_object_set_new(o, "replay", rp);
 	return o;
 }
 

@@ -16,6 +16,10 @@
  * Threads: per trigger one consumer thread (the scheduler; all partition state is its own); per function a
  *   pool of worker threads (one per worker process or HTTP connection) between scale.min and scale.max;
  *   one producer thread serving delivery reports. Workers report to their trigger through a locked queue.
+ *   4. A replay (runtime_replay_start) never moves a live group's position, except to hand over with
+ *      `then live`: the live trigger is stopped (it commits), the range [from, boundary) is processed by a
+ *      bounded trigger committing to "<group>.replay", then the live group is committed at the boundary and
+ *      the live trigger started again. One replay per function at a time.
  * Ownership: the runtime owns the app it is given (runtime_start and runtime_deploy take it).
  */
 #ifndef FL_RUNTIME_RUNTIME_H
@@ -52,5 +56,24 @@ json_t *runtime_describe_json(runtime_t *rt, const char *name);
 /* The last `lines` lines its workers wrote on stderr (malloc'd), or NULL when there is no such function. */
 char *runtime_logs(runtime_t *rt, const char *name, int lines);
 void runtime_stop(runtime_t *rt);
+
+/* A replay request. Bounds are "earliest", "latest", an offset (digits, the same for every partition), an
+ * RFC 3339 time with a zone, or "@" and epoch milliseconds; a time means the first record at or after it. */
+typedef struct {
+	const char *from;        /* required */
+	const char *to;          /* NULL: the high watermarks when the replay starts (exclusive, as every end) */
+	const char *stream;      /* NULL: the function's only trigger */
+	bool then_live;          /* hand the trigger's live group over at the end of the range */
+} runtime_replay_req_t;
+
+/* Starts replaying a range of a function's stream through it, in the background. On OK *out is the replay's
+ * description (new reference). Errors (err says why): ERR_NOT_FOUND no such function; ERR_INVALID a bad
+ * request; ERR_EXISTS a replay of this function is running. */
+err_t runtime_replay_start(runtime_t *rt, const char *name, const runtime_replay_req_t *req, json_t **out,
+			   char *err, size_t errcap);
+/* Asks the function's running replay to stop (it commits where it got to, so starting the same replay again
+ * resumes it). On OK *out is its description (new reference). ERR_NOT_FOUND: no such function, or no replay
+ * running. */
+err_t runtime_replay_cancel(runtime_t *rt, const char *name, json_t **out, char *err, size_t errcap);
 
 #endif

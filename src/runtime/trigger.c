@@ -9,12 +9,17 @@
  *   4. poll the consumer for new records, no longer than the next timer (a retry, a batching window).
  * Rebalances (eager) are served inside the poll: a revoked partition stops dispatching, waits for its jobs
  * in flight, commits where it got to, and is dropped.
+ *
+ * A replay's bounded trigger (tr->rp, see replay.c) runs the same loop without a group membership: it assigns
+ * each partition's range start, drops what it polls at or past the range's end (and pauses the partition
+ * there), and leaves the loop once every partition reached its end with nothing undone.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fl_assert.h"
 #include "core/log.h"
 #include "event/cloudevents.h"
 #include "runtime/rt_int.h"
@@ -199,6 +204,7 @@ static rt_part_t *part_get(rt_trigger_t *tr, int32_t p, bool create)
 		pt->partition = p;
 		pt->next_offset = -1;
 		pt->committed = -1;
+		pt->end = INT64_MAX;
 		tr->parts[p] = pt;
 	}
 	return tr->parts[p];
@@ -261,8 +267,23 @@ static void message_json(rd_kafka_message_t *m, int64_t ts, buf_t *b)
 	ce_record_to_text(&r, true, b); /* with topic: which trigger's stream it came from */
 }
 
+/* A replay's partition polled everything below its end: it fetches no further. */
+static void part_reached_end(rt_trigger_t *tr, rt_part_t *p)
+{
+	p->at_end = true;
+	if (!p->paused)
+		part_pause(tr, p, true);
+}
+
 static void on_message(rt_trigger_t *tr, rd_kafka_message_t *m)
 {
+	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && tr->rp != NULL) {
+		rt_part_t *p = part_get(tr, m->partition, false);
+		if (p != NULL && p->assigned && !p->at_end && m->offset >= p->end)
+			part_reached_end(tr, p); /* a gap (control records) may end the range: EOF tells */
+		rd_kafka_message_destroy(m);
+		return;
+	}
 	if (m->err) {
 		if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 			rt_fn_log(tr->fn, "trigger %s: %s", tr->def->stream, rd_kafka_message_errstr(m));
@@ -276,6 +297,12 @@ static void on_message(rt_trigger_t *tr, rd_kafka_message_t *m)
 	rt_part_t *p = part_get(tr, m->partition, false);
 	if (p == NULL || !p->assigned || (p->next_offset >= 0 && m->offset < p->next_offset)) {
 		rd_kafka_message_destroy(m); /* revoked, or already seen */
+		return;
+	}
+	if (m->offset >= p->end) { /* a replay's record past its range (prefetched) */
+		if (!p->at_end)
+			part_reached_end(tr, p);
+		rd_kafka_message_destroy(m);
 		return;
 	}
 	rt_fn_t *fn = tr->fn;
@@ -317,7 +344,9 @@ static void on_message(rt_trigger_t *tr, rd_kafka_message_t *m)
 	}
 	evq_push(&p->q, ev);
 	p->next_offset = ev->offset + 1; /* m is gone: librdkafka has it back */
-	if (!p->paused && p->q.n >= max_pending(tr->def))
+	if (p->next_offset >= p->end)
+		part_reached_end(tr, p);
+	else if (!p->paused && p->q.n >= max_pending(tr->def))
 		part_pause(tr, p, true);
 }
 
@@ -604,7 +633,7 @@ static int64_t part_position(rt_trigger_t *tr, rt_part_t *p)
 		ev_free(evq_at(&p->q, 0));
 		evq_pop(&p->q);
 	}
-	if (p->paused && p->q.n <= max_pending(tr->def) / 4)
+	if (p->paused && !p->at_end && p->q.n <= max_pending(tr->def) / 4)
 		part_pause(tr, p, false);
 	return p->q.n > 0 ? evq_at(&p->q, 0)->offset : p->next_offset;
 }
@@ -621,7 +650,14 @@ static void commit(rt_trigger_t *tr, bool sync, bool only_unassigned)
 			continue;
 		if (l == NULL)
 			l = rd_kafka_topic_partition_list_new(4);
-		rd_kafka_topic_partition_list_add(l, tr->def->stream, p->partition)->offset = pos;
+		rd_kafka_topic_partition_t *t = rd_kafka_topic_partition_list_add(l, tr->def->stream, p->partition);
+		t->offset = pos;
+		if (tr->rp != NULL) { /* the range's end: a later replay resumes only an unfinished one */
+			char md[64];
+			int n = snprintf(md, sizeof md, RT_REPLAY_METADATA "%" PRId64, p->end);
+			t->metadata = strdup(md); /* the list frees it */
+			t->metadata_size = (size_t)n;
+		}
 		p->committed = pos;
 	}
 	if (l == NULL)
@@ -763,6 +799,75 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 
 /* ---- the loop ---------------------------------------------------------------------------------------- */
 
+/* A partition's first offset not done yet, without changing anything (-1: nothing polled yet). */
+static int64_t part_peek(const rt_part_t *p)
+{
+	for (size_t i = 0; i < p->q.n; i++)
+		if (evq_at(&p->q, i)->state != EV_DONE)
+			return evq_at(&p->q, i)->offset;
+	return p->next_offset;
+}
+
+/* Notes a replay's progress for introspection: each partition's first undone offset within its range. */
+static void replay_progress(rt_trigger_t *tr)
+{
+	rt_replay_t *rp = tr->rp;
+	bool finished = atomic_load(&tr->finished);
+	int64_t done = 0;
+	pthread_mutex_lock(&rp->mu);
+	for (int i = 0; i < rp->nparts; i++) {
+		rt_rp_part_t *r = &rp->parts[i];
+		rt_part_t *p = part_get(tr, r->partition, false);
+		int64_t pos = finished ? r->end : p != NULL ? part_peek(p) : r->from;
+		if (pos < r->from)
+			pos = r->from;
+		if (pos > r->end)
+			pos = r->end;
+		r->pos = pos;
+		done += pos - r->from;
+	}
+	rp->done = done;
+	pthread_cond_broadcast(&rp->cond);
+	pthread_mutex_unlock(&rp->mu);
+}
+
+/* Whether every partition of the replay polled up to its end and has nothing left undone or in flight. */
+static bool replay_finished(rt_trigger_t *tr)
+{
+	for (int i = 0; i < tr->nparts; i++) {
+		rt_part_t *p = tr->parts[i];
+		if (p == NULL || !p->assigned)
+			continue;
+		part_position(tr, p); /* drops the done head */
+		if (!p->at_end || p->q.n > 0 || p->inflight > 0 || p->dead_inflight > 0)
+			return false;
+	}
+	return true;
+}
+
+/* Assigns the replay's ranges (partitions with an empty range are left out). */
+static void replay_assign(rt_trigger_t *tr)
+{
+	rt_replay_t *rp = tr->rp;
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(rp->nparts > 0 ? rp->nparts : 1);
+	for (int i = 0; i < rp->nparts; i++) {
+		const rt_rp_part_t *r = &rp->parts[i];
+		if (r->from >= r->end)
+			continue;
+		rt_part_t *p = part_get(tr, r->partition, true);
+		if (p == NULL)
+			continue;
+		p->assigned = true;
+		p->end = r->end;
+		p->committed = r->from; /* nothing to commit until it moves */
+		rd_kafka_topic_partition_list_add(l, tr->def->stream, r->partition)->offset = r->from;
+	}
+	rd_kafka_resp_err_t e = rd_kafka_assign(tr->consumer, l);
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+		rt_fn_log(tr->fn, "replay of %s: assign failed: %s", tr->def->stream, rd_kafka_err2str(e));
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void snapshot(rt_trigger_t *tr)
 {
 	int n = 0;
@@ -785,24 +890,40 @@ static void snapshot(rt_trigger_t *tr)
 	pthread_mutex_unlock(&tr->mu);
 }
 
-static void *trigger_main(void *arg)
+static void subscribe(rt_trigger_t *tr)
 {
-	rt_trigger_t *tr = arg;
 	rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(sub, tr->def->stream, RD_KAFKA_PARTITION_UA);
 	rd_kafka_resp_err_t e = rd_kafka_subscribe(tr->consumer, sub);
 	rd_kafka_topic_partition_list_destroy(sub);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
 		rt_fn_log(tr->fn, "subscribe to %s failed: %s", tr->def->stream, rd_kafka_err2str(e));
+}
+
+static void *trigger_main(void *arg)
+{
+	rt_trigger_t *tr = arg;
+	if (tr->rp != NULL)
+		replay_assign(tr);
+	else
+		subscribe(tr);
 	while (!atomic_load(&tr->stop)) {
 		take_done(tr);
 		int64_t wake = rt_now_ms() + 100;
 		schedule(tr, &wake);
+		if (tr->rp != NULL && replay_finished(tr)) {
+			commit(tr, true, false); /* every range's end, before it says so */
+			atomic_store(&tr->finished, true);
+			replay_progress(tr);
+			break;
+		}
 		if (!tr->commit_inflight)
 			commit(tr, false, false);
 		int64_t now_ns = rt_now_ns();
 		if (now_ns - tr->last_snap_ns > 200000000) {
 			snapshot(tr);
+			if (tr->rp != NULL)
+				replay_progress(tr);
 			tr->last_snap_ns = now_ns;
 		}
 		int64_t timeout = wake - rt_now_ms();
@@ -830,23 +951,26 @@ static void *trigger_main(void *arg)
 	return NULL;
 }
 
-err_t rt_trigger_start(rt_trigger_t *tr, char *err, size_t errcap)
+err_t rt_trigger_open(rt_trigger_t *tr, char *err, size_t errcap)
 {
+	if (tr->consumer != NULL)
+		return OK;
 	const fn_trigger_t *d = tr->def;
+	bool replay = tr->rp != NULL;
 	char errstr[512];
-	pthread_mutex_init(&tr->mu, NULL);
-	pthread_cond_init(&tr->cond, NULL);
-	snprintf(tr->state, sizeof tr->state, "starting");
 	rd_kafka_conf_t *c = rd_kafka_conf_new();
 	char cid[200];
-	snprintf(cid, sizeof cid, "factlog-fn-%s", tr->fn->def->name);
+	snprintf(cid, sizeof cid, "factlog-fn-%s%s", tr->fn->def->name, replay ? "-replay" : "");
 	const char *kv[][2] = {
 		{ "bootstrap.servers", tr->fn->rt->bootstrap },
-		{ "group.id", d->group },
+		{ "group.id", tr->group != NULL ? tr->group : d->group },
 		{ "client.id", cid },
 		{ "enable.auto.commit", "false" },
 		{ "enable.auto.offset.store", "false" },
-		{ "auto.offset.reset", d->start == FN_START_EARLIEST ? "earliest" : "latest" },
+		/* a replay assigns explicit offsets; one below the log start (retention) begins at the start */
+		{ "auto.offset.reset", replay || d->start == FN_START_EARLIEST ? "earliest" : "latest" },
+		/* a replay learns that a range ends in a gap (control records) from the end-of-partition event */
+		{ "enable.partition.eof", replay ? "true" : "false" },
 		{ "fetch.wait.max.ms", "100" },
 		{ "fetch.error.backoff.ms", "100" },
 		{ "queued.max.messages.kbytes", "16384" },
@@ -862,7 +986,8 @@ err_t rt_trigger_start(rt_trigger_t *tr, char *err, size_t errcap)
 			return ERR_INVALID;
 		}
 	rd_kafka_conf_set_opaque(c, tr);
-	rd_kafka_conf_set_rebalance_cb(c, on_rebalance);
+	if (!replay)
+		rd_kafka_conf_set_rebalance_cb(c, on_rebalance);
 	rd_kafka_conf_set_offset_commit_cb(c, on_commit);
 	tr->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof errstr);
 	if (tr->consumer == NULL) {
@@ -871,7 +996,28 @@ err_t rt_trigger_start(rt_trigger_t *tr, char *err, size_t errcap)
 	}
 	rd_kafka_poll_set_consumer(tr->consumer);
 	tr->cq = rd_kafka_queue_get_consumer(tr->consumer);
-	tr->scratch = calloc((size_t)d->batch_size, sizeof *tr->scratch);
+	return OK;
+}
+
+err_t rt_trigger_start(rt_trigger_t *tr, char *err, size_t errcap)
+{
+	ASSERT(!tr->thread_started);
+	if (!tr->mu_ready) {
+		pthread_mutex_init(&tr->mu, NULL);
+		pthread_cond_init(&tr->cond, NULL);
+		tr->mu_ready = true;
+	}
+	rt_trigger_set_state(tr, "starting");
+	/* a trigger started again begins with a clean slate (rt_trigger_stop freed what it had) */
+	atomic_store(&tr->stop, false);
+	atomic_store(&tr->finished, false);
+	tr->done_head = tr->done_tail = NULL;
+	tr->commit_inflight = false;
+	tr->last_snap_ns = 0;
+	err_t rc = rt_trigger_open(tr, err, errcap);
+	if (rc != OK)
+		return rc;
+	tr->scratch = calloc((size_t)tr->def->batch_size, sizeof *tr->scratch);
 	if (pthread_create(&tr->thread, NULL, trigger_main, tr) != 0) {
 		snprintf(err, errcap, "cannot start a consumer thread");
 		return ERR_SYS(EAGAIN);
@@ -882,6 +1028,7 @@ err_t rt_trigger_start(rt_trigger_t *tr, char *err, size_t errcap)
 
 void rt_trigger_stop(rt_trigger_t *tr)
 {
+	bool closed = tr->thread_started; /* the thread closes the consumer as it leaves */
 	if (tr->thread_started) {
 		atomic_store(&tr->stop, true);
 		rd_kafka_queue_yield(tr->cq);
@@ -890,16 +1037,47 @@ void rt_trigger_stop(rt_trigger_t *tr)
 	}
 	if (tr->consumer != NULL) {
 		rd_kafka_queue_destroy(tr->cq);
-		rd_kafka_destroy(tr->consumer);
+		tr->cq = NULL;
+		/* Not a second close: librdkafka 2.0.2 was seen to wait forever in one (under rd_kafka_destroy)
+		 * after rd_kafka_consumer_close had returned. */
+		rd_kafka_destroy_flags(tr->consumer, closed ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE : 0);
 		tr->consumer = NULL;
 	}
-	pthread_mutex_destroy(&tr->mu);
-	pthread_cond_destroy(&tr->cond);
 	free(tr->parts);
-	free(tr->snap);
+	tr->parts = NULL;
+	tr->nparts = 0;
 	free(tr->scratch);
+	tr->scratch = NULL;
 	free(tr->scan_blocked.keys);
 	free(tr->scan_blocked.gens);
+	memset(&tr->scan_blocked, 0, sizeof tr->scan_blocked);
+	if (tr->mu_ready) {
+		pthread_mutex_lock(&tr->mu);
+		free(tr->snap);
+		tr->snap = NULL;
+		tr->nsnap = 0;
+		snprintf(tr->state, sizeof tr->state, "stopped");
+		pthread_mutex_unlock(&tr->mu);
+	}
+}
+
+void rt_trigger_fini(rt_trigger_t *tr)
+{
+	rt_trigger_stop(tr);
+	if (tr->mu_ready) {
+		pthread_mutex_destroy(&tr->mu);
+		pthread_cond_destroy(&tr->cond);
+		tr->mu_ready = false;
+	}
+}
+
+void rt_trigger_set_state(rt_trigger_t *tr, const char *state)
+{
+	if (!tr->mu_ready)
+		return;
+	pthread_mutex_lock(&tr->mu);
+	snprintf(tr->state, sizeof tr->state, "%s", state);
+	pthread_mutex_unlock(&tr->mu);
 }
 
 json_t *rt_trigger_json(rt_trigger_t *tr)

@@ -7,6 +7,7 @@
 #ifndef FL_SERVER_CLI_H
 #define FL_SERVER_CLI_H
 
+#include "core/buf.h"
 #include "storage/storage.h"
 
 int cmd_serve(int argc, char **argv);
@@ -19,6 +20,7 @@ int cmd_tail(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_deploy(int argc, char **argv);
 int cmd_functions(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
 
 /* Shared flags of the commands that open a data directory. */
 typedef struct {
@@ -31,5 +33,11 @@ typedef struct {
 int cli_storage_opts(const cli_storage_flags_t *f, storage_opts_t *o);
 /* Blocks until offset of p is durable; returns OK or the error. */
 err_t cli_wait_durable(partition_t *p, int64_t offset);
+
+/* An HTTP request (method NULL: GET, or POST when there is a body; ctype: the body's Content-Type). Returns
+ * the status, or 0 on a transport error (printed), with the body in resp (NUL-terminated past its len). */
+long cli_http(const char *method, const char *url, const char *ctype, const char *body, size_t len, buf_t *resp);
+/* Prints an error answer {"error","message"} (or the raw body) to stderr. */
+void cli_print_http_error(long status, const buf_t *b);
 
 #endif

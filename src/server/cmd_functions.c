@@ -3,7 +3,8 @@
  *   `factlog run --app FILE --bootstrap H:P`   the runtime alone, against any Kafka-compatible cluster;
  *   `factlog deploy FILE`                      replace a running server's app without a restart;
  *   `factlog functions list|describe|logs`     state, lag, invocations, errors, stderr;
- * and the HTTP routes `factlog serve` adds for them (/v1/functions, /v1/app), which the last two call.
+ * and the HTTP routes `factlog serve` adds for them (/v1/functions, /v1/functions/NAME/replay, /v1/app), which
+ * the last two and `factlog replay` (cmd_replay.c) call.
  */
 #include <curl/curl.h>
 #include <getopt.h>
@@ -63,6 +64,86 @@ static json_t *error_json(const char *code, const char *msg)
 	return json_pack("{s:s,s:s}", "error", code, "message", msg);
 }
 
+/* A replay bound from the request body: a string as is, an integer as its digits; NULL when absent or null.
+ * false when it is another type. */
+static bool bound_text(json_t *v, char *buf, size_t cap, const char **out)
+{
+	*out = NULL;
+	if (v == NULL || json_is_null(v))
+		return true;
+	if (json_is_string(v)) {
+		*out = json_string_value(v);
+		return true;
+	}
+	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		snprintf(buf, cap, "%lld", (long long)json_integer_value(v));
+		*out = buf;
+		return true;
+	}
+	return false;
+}
+
+/* POST /v1/functions/NAME/replay {"from", "to", "then", "stream"}; DELETE cancels; GET shows it. */
+static void route_replay(runtime_t *rt, const char *name, const http_ext_req_t *req, http_ext_reply_t *out)
+{
+	char err[1024] = "";
+	json_t *desc = NULL;
+	err_t rc;
+	if (rt == NULL) {
+		out->status = 404;
+		out->json = error_json("not_found", "no such function");
+		return;
+	}
+	if (strcmp(req->method, "GET") == 0) {
+		json_t *f = runtime_describe_json(rt, name);
+		json_t *r = f ? json_object_get(f, "replay") : NULL;
+		out->status = r ? 200 : 404;
+		out->json = r ? json_incref(r) : error_json("not_found", f ? "no replay yet" : "no such function");
+		json_decref(f);
+		return;
+	}
+	if (strcmp(req->method, "DELETE") == 0) {
+		rc = runtime_replay_cancel(rt, name, &desc, err, sizeof err);
+	} else if (strcmp(req->method, "POST") == 0) {
+		json_error_t je;
+		json_t *body = json_loadb((const char *)req->body, req->body_len, 0, &je);
+		char fb[32], tb[32];
+		runtime_replay_req_t rr = { 0 };
+		json_t *then = json_object_get(body, "then"), *stream = json_object_get(body, "stream");
+		const char *key;
+		json_t *v;
+		bool ok = json_is_object(body);
+		snprintf(err, sizeof err, "the body must be a JSON object {\"from\": ..., \"to\": ..., "
+					  "\"then\": \"live\" or null, \"stream\": ...}");
+		json_object_foreach(body, key, v)
+			ok = ok && (strcmp(key, "from") == 0 || strcmp(key, "to") == 0 || strcmp(key, "then") == 0 ||
+				    strcmp(key, "stream") == 0);
+		ok = ok && bound_text(json_object_get(body, "from"), fb, sizeof fb, &rr.from) &&
+		     bound_text(json_object_get(body, "to"), tb, sizeof tb, &rr.to);
+		ok = ok && (then == NULL || json_is_null(then) ||
+			    (json_is_string(then) && strcmp(json_string_value(then), "live") == 0));
+		ok = ok && (stream == NULL || json_is_null(stream) || json_is_string(stream));
+		rr.then_live = json_is_string(then);
+		rr.stream = json_string_value(stream);
+		if (ok && rr.from == NULL)
+			snprintf(err, sizeof err, "from: required");
+		rc = ok && rr.from != NULL ? runtime_replay_start(rt, name, &rr, &desc, err, sizeof err) : ERR_INVALID;
+		json_decref(body);
+	} else {
+		out->status = 405;
+		out->json = error_json("method_not_allowed", "POST starts a replay, DELETE cancels it, GET shows it");
+		return;
+	}
+	if (rc == OK) {
+		out->status = 202;
+		out->json = desc;
+		return;
+	}
+	out->status = rc == ERR_NOT_FOUND ? 404 : rc == ERR_EXISTS ? 409 : 400;
+	out->json = error_json(rc == ERR_NOT_FOUND ? "not_found" : rc == ERR_EXISTS ? "conflict" : "invalid_request",
+			       err);
+}
+
 void fn_host_http(void *ctx, const http_ext_req_t *req, http_ext_reply_t *out)
 {
 	fn_host_t *h = ctx;
@@ -104,6 +185,16 @@ void fn_host_http(void *ctx, const http_ext_req_t *req, http_ext_reply_t *out)
 	}
 	if (strncmp(p, "/v1/functions", 13) != 0 || (p[13] != 0 && p[13] != '/'))
 		return;
+	const char *rs = p[13] ? strchr(p + 14, '/') : NULL;
+	if (rs != NULL && strcmp(rs, "/replay") == 0 && (size_t)(rs - (p + 14)) < 128 && rs > p + 14) {
+		char fname[128];
+		memcpy(fname, p + 14, (size_t)(rs - (p + 14)));
+		fname[rs - (p + 14)] = 0;
+		pthread_mutex_lock(&h->mu);
+		route_replay(h->rt, fname, req, out);
+		pthread_mutex_unlock(&h->mu);
+		return;
+	}
 	if (strcmp(req->method, "GET") != 0) {
 		out->status = 405;
 		out->json = error_json("method_not_allowed", "use GET");
@@ -218,21 +309,25 @@ static size_t collect(char *p, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
-/* Performs a request; returns the HTTP status (0 on a transport error, printed) with the body in resp. */
-static long http_call(const char *url, const char *body, size_t len, buf_t *resp)
+long cli_http(const char *method, const char *url, const char *ctype, const char *body, size_t len, buf_t *resp)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	CURL *cu = curl_easy_init();
 	curl_easy_setopt(cu, CURLOPT_URL, url);
 	curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(cu, CURLOPT_WRITEDATA, resp);
+	curl_easy_setopt(cu, CURLOPT_TIMEOUT, 60L);
 	struct curl_slist *hd = NULL;
 	if (body != NULL) {
-		hd = curl_slist_append(hd, "Content-Type: application/yaml");
+		char h[200];
+		snprintf(h, sizeof h, "Content-Type: %s", ctype);
+		hd = curl_slist_append(hd, h);
 		curl_easy_setopt(cu, CURLOPT_HTTPHEADER, hd);
 		curl_easy_setopt(cu, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(cu, CURLOPT_POSTFIELDSIZE, (long)len);
 	}
+	if (method != NULL)
+		curl_easy_setopt(cu, CURLOPT_CUSTOMREQUEST, method);
 	CURLcode rc = curl_easy_perform(cu);
 	long status = 0;
 	if (rc != CURLE_OK)
@@ -246,8 +341,12 @@ static long http_call(const char *url, const char *body, size_t len, buf_t *resp
 	return status;
 }
 
-/* Prints an error body {"error","message"} or the raw body. */
-static void print_error(long status, const buf_t *b)
+static long http_call(const char *url, const char *body, size_t len, buf_t *resp)
+{
+	return cli_http(NULL, url, "application/yaml", body, len, resp);
+}
+
+void cli_print_http_error(long status, const buf_t *b)
 {
 	json_t *j = json_loadb((const char *)b->data, b->len, 0, NULL);
 	const char *m = json_string_value(json_object_get(j, "message"));
@@ -312,7 +411,7 @@ int cmd_deploy(int argc, char **argv)
 		printf("deployed %s\n", file);
 	} else {
 		if (status != 0)
-			print_error(status, &resp);
+			cli_print_http_error(status, &resp);
 		rc = 1;
 	}
 	buf_free(&body);
@@ -382,7 +481,7 @@ int cmd_functions(int argc, char **argv)
 	int rc = 0;
 	if (status != 200) {
 		if (status != 0)
-			print_error(status, &resp);
+			cli_print_http_error(status, &resp);
 		rc = 1;
 	} else if (strcmp(sub, "logs") == 0) {
 		fwrite(resp.data, 1, resp.len, stdout);

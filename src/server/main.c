@@ -24,6 +24,7 @@ static const char usage[] =
 	"  run       run an app file's functions against any Kafka-compatible cluster\n"
 	"  deploy    replace a running server's app file without a restart\n"
 	"  functions list functions, describe one, show its logs (of a running server)\n"
+	"  replay    replay a range of a stream through a function, then optionally hand over to live\n"
 	"  version   print the version\n"
 	"\n"
 	"Run 'factlog COMMAND --help' for a command's flags.\n";
@@ -60,6 +61,8 @@ int main(int argc, char **argv)
 		return cmd_deploy(argc - 1, argv + 1);
 	if (strcmp(cmd, "functions") == 0)
 		return cmd_functions(argc - 1, argv + 1);
+	if (strcmp(cmd, "replay") == 0)
+		return cmd_replay(argc - 1, argv + 1);
 	fprintf(stderr, "factlog: unknown command '%s'\n\n%s", cmd, usage);
 	return 2;
 }
