@@ -153,6 +153,7 @@ struct rt_trigger {
 	rt_job_t *done_head, *done_tail;
 	rt_part_t **parts;       /* by partition id; owned by the consumer thread */
 	int nparts;
+	int rr;                  /* the partition the scheduler starts with, rotating for fairness */
 	uint64_t next_job_id;
 	int64_t last_commit_ns;
 	bool commit_due;
@@ -283,6 +284,10 @@ json_t *rt_trigger_json(rt_trigger_t *tr);
 void rt_pool_submit(rt_fn_t *fn, rt_job_t *job);
 /* Starts scale.min warm workers. */
 void rt_pool_start_min(rt_fn_t *fn);
+/* Whether a new batch would find a worker soon: fewer batches queued than workers free (at least one).
+ * The scheduler holds back otherwise, so that under load events wait in their partition's queue and
+ * the next batch is bigger, instead of many small batches waiting in the pool's queue. */
+bool rt_pool_has_room(rt_fn_t *fn);
 /* Takes back tr's jobs still queued for a worker (all, or only those of unassigned partitions) and posts
  * them to tr as failed; returns how many. */
 int rt_pool_cancel(rt_fn_t *fn, rt_trigger_t *tr, bool only_unassigned);

@@ -439,7 +439,10 @@ static void schedule(rt_trigger_t *tr, int64_t *wake_ms)
 {
 	int64_t now = rt_now_ms();
 	int limit = tr->def->ordering == FN_ORDER_PARTITION ? 1 : tr->def->concurrency;
-	for (int i = 0; i < tr->nparts; i++) {
+	bool room = true;
+	int start = tr->nparts > 0 ? tr->rr++ % tr->nparts : 0;
+	for (int j = 0; j < tr->nparts; j++) {
+		int i = (start + j) % tr->nparts;
 		rt_part_t *p = tr->parts[i];
 		if (p == NULL || !p->assigned)
 			continue;
@@ -454,7 +457,12 @@ static void schedule(rt_trigger_t *tr, int64_t *wake_ms)
 					*wake_ms = ev->ready_ms;
 			}
 		}
-		while (p->inflight < limit) {
+		while (room && p->inflight < limit) {
+			/* Hold back while the pool's queue is full: the events wait here and join a bigger batch. */
+			if (!rt_pool_has_room(tr->fn)) {
+				room = false;
+				break;
+			}
 			int n = build_batch(tr, p, now, wake_ms);
 			if (n == 0)
 				break;

@@ -565,6 +565,15 @@ void rt_pool_submit(rt_fn_t *fn, rt_job_t *job)
 	pthread_mutex_unlock(&fn->mu);
 }
 
+bool rt_pool_has_room(rt_fn_t *fn)
+{
+	pthread_mutex_lock(&fn->mu);
+	int free_workers = fn->def->max_workers - fn->nbusy;
+	bool room = fn->queued < (free_workers > 1 ? free_workers : 1);
+	pthread_mutex_unlock(&fn->mu);
+	return room;
+}
+
 void rt_pool_start_min(rt_fn_t *fn)
 {
 	pthread_mutex_lock(&fn->mu);
