@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # HTTP/CloudEvents ingest: wrk posting single binary-mode CloudEvents (1 KiB) over keep-alive connections,
-# and batches of 100, against factlog with --flush always (every 200 answer is durable), on loopback.
+# and batches of 100, then artillery (npm, installed into bench/http/artillery on first use) posting single
+# events from virtual users that each wait for every receipt, against factlog with --flush always (every
+# 200 answer is durable), on loopback.
 # Usage: bench/http.sh [BUILD_DIR]    env: BENCH_DIR (scratch dir on the disk under test), SECONDS_EACH
 set -euo pipefail
 BUILD=${1:-build}
@@ -8,7 +10,7 @@ BENCH_DIR=${BENCH_DIR:-bench/results/scratch}
 SECS=${SECONDS_EACH:-10}
 command -v wrk >/dev/null || { echo "wrk is not installed (Debian package wrk)" >&2; exit 1; }
 mkdir -p "$BENCH_DIR"
-S=$(mktemp -d "$BENCH_DIR/http.XXXXXX")
+S=$(cd "$(mktemp -d "$BENCH_DIR/http.XXXXXX")" && pwd)
 PID=""
 cleanup() {
 	if [ -n "$PID" ]; then
@@ -36,9 +38,28 @@ single=$(wrk -t2 -c64 -d"${SECS}s" -s bench/http/post_event.lua "$U/v1/topics/cl
 echo "single events, 64 connections: $single"
 batch=$(wrk -t2 -c16 -d"${SECS}s" -s bench/http/post_batch.lua "$U/v1/topics/clicks/events" | grep RESULT)
 echo "batches of 100, 16 connections: $batch"
+A=bench/http/artillery
+art=""
+if [ ! -x "$A/node_modules/.bin/artillery" ]; then
+	# --ignore-scripts: artillery's optional browser engine would download Chromium at install time.
+	(cd "$A" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null) ||
+		echo "artillery: npm ci failed in $A (skipped)"
+fi
+if [ -x "$A/node_modules/.bin/artillery" ]; then
+	(cd "$A" && FACTLOG_URL=$U ARRIVAL_RATE=${ARRIVAL_RATE:-20} SECONDS=$SECS LOOPS=${LOOPS:-200} \
+		node_modules/.bin/artillery run --output "$S/artillery.json" scenario.yml >"$S/artillery.log" 2>&1) ||
+		{ echo "artillery failed:"; tail -20 "$S/artillery.log"; }
+	art=$(/usr/bin/python3 -c 'import json, sys
+a = json.load(open(sys.argv[1]))["aggregate"]
+c, r, t = a["counters"], a["rates"], a["summaries"]["http.response_time"]
+bad = sum(v for k, v in c.items() if k.startswith("http.codes.") and not k.startswith("http.codes.2")) + c.get("vusers.failed", 0)
+print("requests_per_s=%d ok=%d p50_ms=%s p99_ms=%s errors=%d" % (r["http.request_rate"], c.get("http.codes.200", 0), t["median"], t["p99"], bad))' "$S/artillery.json" 2>/dev/null || echo "no report")
+	echo "artillery, single events, virtual users waiting for each receipt: $art"
+fi
 curl -s "$U/metrics" | grep -E "^factlog_http_(events|server_errors)_total"
 echo
 echo "| what | result | target |"
 echo "|---|---|---|"
 echo "| single CloudEvents, durable | $(echo "$single" | sed 's/RESULT //') | >= 50,000 events/s, p99 < 5 ms |"
 echo "| batches of 100 x 1 KiB, durable | $(echo "$batch" | sed 's/RESULT //') | >= 300 MB/s |"
+[ -n "$art" ] && echo "| artillery (npm), single CloudEvents, durable | $art | (the load generator is the limit) |"
