@@ -70,6 +70,7 @@ bench: deps-bench $(BUILD)/build.ninja
 	bench/http.sh $(BUILD)
 	bench/functions.sh $(BUILD)
 	bench/recently_viewed.sh $(BUILD)
+	bench/replay.sh $(BUILD)
 	bench/compare $(BUILD)
 
 clean:
