@@ -1105,6 +1105,15 @@ static void route_metrics(hreq_t *r)
 		       "Group-commit fsyncs that made data durable.", 3);
 	metrics_storage(&b, s, &m);
 	free(m.rows);
+	if (s->opts.ext != NULL) { /* the functions' metrics, when a runtime is wired in */
+		http_ext_req_t er = { .method = "GET", .path = "/metrics", .opaque = r };
+		http_ext_reply_t out = { 0 };
+		s->opts.ext(s->opts.ext_ctx, &er, &out);
+		if (out.status == 200 && out.text != NULL)
+			buf_append(&b, out.text, strlen(out.text));
+		free(out.text);
+		json_decref(out.json);
+	}
 	buf_put_u8(&b, 0);
 	r->status = 200;
 	r->out = (char *)b.data; /* owned by r now */

@@ -144,10 +144,95 @@ static void route_replay(runtime_t *rt, const char *name, const http_ext_req_t *
 			       err);
 }
 
+/* One metric family over every function (families stay contiguous, as the text format wants). */
+static void metric_family(buf_t *b, json_t *fns, const char *name, const char *type, const char *help,
+			  const char *obj, const char *field, const char *label)
+{
+	char line[512];
+	int n = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	buf_append(b, line, (size_t)n);
+	size_t i;
+	json_t *f;
+	json_array_foreach(fns, i, f) {
+		json_t *src = obj ? json_object_get(f, obj) : f;
+		json_t *v = json_object_get(src, field);
+		if (!json_is_integer(v))
+			continue;
+		n = snprintf(line, sizeof line, "%s{function=\"%s\"%s} %" JSON_INTEGER_FORMAT "\n", name,
+			     json_string_value(json_object_get(f, "name")), label ? label : "", json_integer_value(v));
+		buf_append(b, line, (size_t)n);
+	}
+}
+
+/* GET /metrics, the functions' part (the gateway appends it to its own): Prometheus text format. */
+static char *functions_metrics(runtime_t *rt)
+{
+	json_t *list = runtime_list_json(rt), *fns = json_array();
+	size_t i;
+	json_t *f;
+	json_array_foreach(json_object_get(list, "functions"), i, f) {
+		json_t *d = runtime_describe_json(rt, json_string_value(json_object_get(f, "name")));
+		if (d != NULL)
+			json_array_append_new(fns, d);
+	}
+	json_decref(list);
+	buf_t b = { 0 };
+	metric_family(&b, fns, "factlog_function_invocations_total", "counter", "Batches handed to the function.",
+		      NULL, "invocations", NULL);
+	metric_family(&b, fns, "factlog_function_errors_total", "counter", "Invocations that failed.", NULL, "errors",
+		      NULL);
+	char help[] = "Events by outcome: ok (processed), filtered, dead_lettered, discarded.";
+	buf_t tmp = { 0 };
+	static const char *const outcomes[][2] = { { "events_ok", "ok" }, { "filtered", "filtered" },
+						   { "dead_lettered", "dead_lettered" }, { "discarded", "discarded" } };
+	for (int k = 0; k < 4; k++) {
+		char label[64];
+		snprintf(label, sizeof label, ",outcome=\"%s\"", outcomes[k][1]);
+		tmp.len = 0;
+		metric_family(&tmp, fns, "factlog_function_events_total", "counter", help, "stats", outcomes[k][0], label);
+		/* one HELP/TYPE for the family: keep the header of the first outcome only */
+		const char *body = (const char *)tmp.data;
+		size_t skip = 0;
+		if (k > 0)
+			for (int nl = 0; skip < tmp.len && nl < 2; skip++)
+				nl += body[skip] == '\n';
+		buf_append(&b, body + skip, tmp.len - skip);
+	}
+	buf_free(&tmp);
+	metric_family(&b, fns, "factlog_function_retries_total", "counter", "Failed events scheduled again.", "stats",
+		      "retries", NULL);
+	metric_family(&b, fns, "factlog_function_cold_starts_total", "counter", "Worker processes started.", "stats",
+		      "cold_starts", NULL);
+	metric_family(&b, fns, "factlog_function_lag", "gauge", "Events not yet done, summed over partitions.", NULL,
+		      "lag", NULL);
+	metric_family(&b, fns, "factlog_function_workers", "gauge", "Worker processes running.", NULL, "workers",
+		      NULL);
+	metric_family(&b, fns, "factlog_function_replay_events", "gauge", "Events in the function's latest replay.",
+		      "replay", "events_total", NULL);
+	metric_family(&b, fns, "factlog_function_replay_events_done", "gauge", "Events that replay has done.",
+		      "replay", "events_done", NULL);
+	metric_family(&b, fns, "factlog_function_replay_rate", "gauge", "That replay's events per second.", "replay",
+		      "rate_per_second", NULL);
+	metric_family(&b, fns, "factlog_function_replay_eta_seconds", "gauge", "That replay's estimated time left.",
+		      "replay", "eta_seconds", NULL);
+	json_decref(fns);
+	buf_put_u8(&b, 0);
+	return (char *)b.data;
+}
+
 void fn_host_http(void *ctx, const http_ext_req_t *req, http_ext_reply_t *out)
 {
 	fn_host_t *h = ctx;
 	const char *p = req->path;
+	if (strcmp(p, "/metrics") == 0) { /* called by the gateway's own /metrics */
+		pthread_mutex_lock(&h->mu);
+		if (h->rt != NULL) {
+			out->status = 200;
+			out->text = functions_metrics(h->rt);
+		}
+		pthread_mutex_unlock(&h->mu);
+		return;
+	}
 	if (strcmp(p, "/v1/app") == 0) {
 		if (strcmp(req->method, "POST") != 0 && strcmp(req->method, "PUT") != 0) {
 			out->status = 405;
