@@ -1083,6 +1083,20 @@ void partition_set_archive(partition_t *p, const archived_seg_t *segs, size_t n,
 	p->arch_fetch = n > 0 ? fetch : NULL;
 	p->arch_arg = arg;
 	pthread_mutex_unlock(&p->mu);
+	/* Opened archived segments the new list dropped or describes differently are closed (readers holding
+	 * a range keep their own reference). */
+	pthread_mutex_lock(&p->arch_mu);
+	for (size_t i = 0; i < sizeof p->arch_open / sizeof p->arch_open[0]; i++) {
+		log_segment_t *seg = p->arch_open[i];
+		bool keep = false;
+		for (size_t k = 0; seg != NULL && k < n && !keep; k++)
+			keep = segs[k].base == seg->base && segs[k].next == seg->next_offset;
+		if (seg != NULL && !keep) {
+			segment_unref(seg);
+			p->arch_open[i] = NULL;
+		}
+	}
+	pthread_mutex_unlock(&p->arch_mu);
 }
 
 int64_t partition_archived_end(partition_t *p)

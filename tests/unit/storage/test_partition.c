@@ -1,4 +1,6 @@
 /* test_partition.c -- append, read, roll, retention, timestamps, restart, waiters, faults. */
+#include <fcntl.h>
+
 #include "testutil.h"
 
 static int64_t now_ms = 1700000000000;
@@ -275,6 +277,99 @@ static void test_offset_for_time(void **state)
 	partition_close(p);
 }
 
+/* ---- the archive: reads below the local segments, and local retention that waits for it ---- */
+
+static err_t fetch_from_arch(void *arg, const archived_seg_t *seg, char *dir, size_t cap)
+{
+	(void)seg;
+	snprintf(dir, cap, "%s", (const char *)arg);
+	return OK;
+}
+
+/* Copies a segment's three files from /p/0 into /arch (what the archiver does). */
+static void archive_copy(io_t *io, int64_t base)
+{
+	static const char *const exts[] = { ".log", ".index", ".timeindex" };
+	for (int i = 0; i < 3; i++) {
+		char src[64], name[40];
+		snprintf(name, sizeof name, "%020lld%s", (long long)base, exts[i]);
+		snprintf(src, sizeof src, "/p/0/%s", name);
+		int fd = io->open(io, src, O_RDONLY, 0);
+		assert_true(fd >= 0);
+		int64_t size = 0;
+		assert_int_equal(io->fsize(io, fd, &size), OK);
+		void *buf = malloc((size_t)size + 1);
+		assert_int_equal(io_pread_all(io, fd, buf, (size_t)size, 0), OK);
+		io->close(io, fd);
+		assert_int_equal(io_write_file_atomic(io, "/arch", name, buf, (size_t)size), OK);
+		free(buf);
+	}
+}
+
+static void test_archive_reads_and_local_retention(void **state)
+{
+	fx_t *f = *state;
+	partition_t *p = open_p(f);
+	uint64_t id = 0;
+	for (int i = 0; i < 300; i++) { /* record k has timestamp 50000 + k */
+		tu_append_flush(p, id, 4, 200, 50000 + (int64_t)id);
+		id += 4;
+	}
+	f->cfg.retention_ms = -1;
+	f->cfg.retention_bytes = -1;
+	f->cfg.remote_storage = true;
+	f->cfg.local_retention_bytes = 1;
+	partition_set_config(p, &f->cfg);
+	partition_info_t before, info;
+	partition_info(p, &before);
+	assert_true(before.segments > 3);
+	/* Nothing archived yet: local retention drops nothing, however small it is. */
+	assert_int_equal(partition_apply_retention(p), 0);
+	archived_seg_t *sealed;
+	size_t ns = partition_sealed_segments(p, -1, &sealed);
+	assert_int_equal(ns, (size_t)before.segments - 1);
+	assert_int_equal(sealed[0].base, 0);
+	for (size_t i = 1; i < ns; i++)
+		assert_int_equal(sealed[i].base, sealed[i - 1].next); /* contiguous */
+	assert_int_equal(f->io->mkdir(f->io, "/arch"), OK);
+	for (size_t i = 0; i < ns; i++)
+		archive_copy(f->io, sealed[i].base);
+	/* Only the first two archived: retention drops exactly those, not the unarchived ones after them. */
+	partition_set_archive(p, sealed, 2, fetch_from_arch, (void *)"/arch");
+	assert_int_equal(partition_archived_end(p), sealed[1].next);
+	assert_int_equal(partition_apply_retention(p), 2);
+	partition_info(p, &info);
+	assert_int_equal(info.local_log_start, sealed[1].next);
+	assert_int_equal(info.log_start, 0); /* the archive continues the log */
+	assert_int_equal(info.archived_segments, 2);
+	/* All archived: every sealed segment leaves the disk; the log still reads whole from offset 0. */
+	partition_set_archive(p, sealed, ns, fetch_from_arch, (void *)"/arch");
+	assert_int_equal(partition_apply_retention(p), (int)ns - 2);
+	partition_info(p, &info);
+	assert_int_equal(info.segments, 1);
+	assert_int_equal(info.local_log_start, sealed[ns - 1].next);
+	assert_int_equal(info.log_start, 0);
+	check_values(p, f->io, 0, 0, id, 200);
+	check_values(p, f->io, 37, 37, id - 37, 200); /* from inside an archived batch */
+	int64_t off, ts;
+	assert_int_equal(partition_offset_for_time(p, 50000 + 101, &off, &ts), OK);
+	assert_int_equal(off, 101);
+	assert_int_equal(ts, 50000 + 101);
+	/* An archived segment that does not match its manifest entry is an error, not a wrong answer. */
+	archived_seg_t bad = sealed[0];
+	bad.next += 1;
+	partition_set_archive(p, &bad, 1, fetch_from_arch, (void *)"/nowhere");
+	log_range_t r;
+	assert_true(partition_read(p, 0, 4096, &r) != OK);
+	/* Forgetting the archive: below the local segments is out of range again. */
+	partition_set_archive(p, NULL, 0, NULL, NULL);
+	partition_info(p, &info);
+	assert_int_equal(info.log_start, info.local_log_start);
+	assert_int_equal(partition_read(p, 0, 4096, &r), ERR_OUT_OF_RANGE);
+	free(sealed);
+	partition_close(p);
+}
+
 static void test_log_append_time(void **state)
 {
 	fx_t *f = *state;
@@ -440,6 +535,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_roll_by_age, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention_by_size_and_age, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_offset_for_time, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_archive_reads_and_local_retention, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_append_time, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_batches_are_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fsync_failure_is_sticky, setup, teardown),
