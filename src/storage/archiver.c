@@ -83,8 +83,10 @@ static err_t fetch_segment(void *arg, const archived_seg_t *seg, char *dir, size
 	return rc;
 }
 
-static err_t manifest_parse(const buf_t *b, archived_seg_t **out, size_t *n)
+err_t archive_manifest_parse(const uint8_t *data, size_t len, archived_seg_t **out, size_t *n)
 {
+	const buf_t bb = { .data = (uint8_t *)(uintptr_t)data, .len = len, .cap = len };
+	const buf_t *b = &bb;
 	*out = NULL;
 	*n = 0;
 	size_t ml = strlen(MANIFEST_MAGIC);
@@ -159,7 +161,7 @@ static err_t load_manifest(apart_t *ap, partition_t *p)
 	archived_seg_t *segs = NULL;
 	size_t n = 0;
 	if (rc == OK)
-		rc = manifest_parse(&b, &segs, &n);
+		rc = archive_manifest_parse(b.data, b.len, &segs, &n);
 	buf_free(&b);
 	if (rc == ERR_NOT_FOUND)
 		rc = OK;

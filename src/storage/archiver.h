@@ -43,4 +43,8 @@ void archiver_partition_info(archiver_t *ar, const char *topic, int32_t partitio
 			     int64_t *start, int64_t *end);
 const char *archiver_describe(const archiver_t *ar);
 
+/* Parses a manifest (the text above): segments oldest first, contiguous, each with base >= 0, next > base
+ * and size > 0. ERR_MALFORMED for anything else (nothing is returned then). *out is malloc'd. */
+err_t archive_manifest_parse(const uint8_t *data, size_t len, archived_seg_t **out, size_t *n);
+
 #endif
