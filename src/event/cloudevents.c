@@ -248,6 +248,17 @@ static size_t utf8_seq(const uint8_t *p, size_t n)
 	return len;
 }
 
+/* Eight bytes at once: true when none is a control character, '"', '\\' or non-ASCII (so all are plain). */
+static inline bool plain8(const uint8_t *p)
+{
+	uint64_t x;
+	memcpy(&x, p, 8);
+	const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+	uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
+	uint64_t special = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs) | x;
+	return (special & high) == 0;
+}
+
 /* Appends s as a JSON string; invalid UTF-8 bytes become U+FFFD. Returns false when any byte was not valid
  * UTF-8 text (so a caller can choose base64 instead). */
 static bool put_str(buf_t *b, const uint8_t *s, size_t n)
@@ -256,6 +267,11 @@ static bool put_str(buf_t *b, const uint8_t *s, size_t n)
 	buf_append(b, "\"", 1);
 	size_t run = 0; /* bytes copied as they are, flushed before each escape */
 	for (size_t i = 0; i < n;) {
+		if (n - i >= 8 && plain8(s + i)) { /* eight plain ASCII bytes at once */
+			i += 8;
+			run += 8;
+			continue;
+		}
 		uint8_t c = s[i];
 		size_t k = utf8_seq(s + i, n - i);
 		if (k > 0 && c >= 0x20 && c != '"' && c != '\\') {
@@ -300,17 +316,6 @@ static void jv_ws(jv_t *v)
 }
 
 static bool jv_value(jv_t *v);
-
-/* Eight bytes at once: true when none is a control character, '"', '\\' or non-ASCII (so all are plain). */
-static inline bool plain8(const uint8_t *p)
-{
-	uint64_t x;
-	memcpy(&x, p, 8);
-	const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
-	uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
-	uint64_t special = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs) | x;
-	return (special & high) == 0;
-}
 
 static bool jv_string(jv_t *v)
 {
@@ -377,8 +382,10 @@ static bool jv_number(jv_t *v)
 			v->p++;
 	}
 	/* also a number a double can hold (what jansson, and most handlers, will parse it into) */
-	char num[128];
 	size_t n = (size_t)(v->p - s);
+	if (n <= 300 && !memchr(s, '.', n) && !memchr(s, 'e', n) && !memchr(s, 'E', n))
+		return true; /* an integer of at most 300 digits: finite */
+	char num[128];
 	if (n >= sizeof num)
 		return false;
 	memcpy(num, s, n);

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/thread.h"
 #include "core/compat.h"
 #include "core/fl_assert.h"
 #include "core/log.h"
@@ -1536,6 +1537,7 @@ static void start_keepalive(loop_task_t *t)
 
 static void *timer_main(void *arg_)
 {
+	fl_thread_name("fl-http-timers");
 	loop_run(arg_);
 	return NULL;
 }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/thread.h"
 #include "core/compat.h"
 #include "core/fl_assert.h"
 #include "core/log.h"
@@ -957,6 +958,7 @@ void kapi_group(kreq_t *req)
 static void *coord_main(void *arg)
 {
 	coord_t *co = arg;
+	fl_thread_name("fl-group-coord");
 	loop_run(co->loop);
 	return NULL;
 }

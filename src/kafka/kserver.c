@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/thread.h"
 #include "core/compat.h"
 #include "core/fl_assert.h"
 #include "core/log.h"
@@ -565,6 +566,7 @@ static void dispatch(kconn_t *c, kreq_t *req)
 static void *worker_main(void *arg)
 {
 	kworker_t *w = arg;
+	fl_thread_name("fl-kafka-loop");
 	loop_run(w->loop);
 	/* Shutdown: close every connection; pending requests finish through their callbacks (bounded). */
 	for (kconn_t *c = w->conns; c != NULL; c = c->next)

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/thread.h"
 #include "core/fl_assert.h"
 #include "core/log.h"
 #include "runtime/rt_int.h"
@@ -322,6 +323,7 @@ static void run_range(rt_replay_t *rp)
 static void *replay_main(void *arg)
 {
 	rt_replay_t *rp = arg;
+	fl_thread_name("fl-replay");
 	rt_fn_t *fn = rp->fn;
 	rt_trigger_t *live = &fn->triggers[rp->trigger];
 	char err[512] = "";

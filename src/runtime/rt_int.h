@@ -31,6 +31,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "runtime/runtime.h"
 
 typedef struct rt_fn rt_fn_t;
@@ -41,12 +42,13 @@ typedef struct rt_replay rt_replay_t;
 enum { EV_QUEUED, EV_INFLIGHT, EV_RETRY, EV_DEAD, EV_DONE };
 
 typedef struct {
-	uint8_t *kv;             /* the record's key then value bytes (one allocation), for dead letters; owned */
+	uint8_t *kv;             /* the record's key then value bytes, for dead letters (in the event's allocation) */
 	size_t key_len, value_len;
 	bool key_null, value_null;
 	rd_kafka_headers_t *headers; /* its headers, detached from librdkafka's message; owned; may be NULL */
 	int32_t partition;
-	char *json;              /* the record as a JSON CloudEvent, compact text (ce_record_to_text); owned */
+	char *json;              /* the record as a JSON CloudEvent, compact text (ce_record_to_text), NUL-terminated;
+				  * like kv, it lives in the event's own allocation (one malloc and one free per event) */
 	size_t json_len;
 	int64_t offset;
 	int64_t ts_ms;           /* the record's timestamp */
@@ -58,6 +60,7 @@ typedef struct {
 	int split;               /* the largest batch it may join; halved by bisection */
 	bool dl_inflight;        /* DEAD: its dead letter is being produced */
 	char *error;             /* the last failure, malloc'd */
+	uint8_t mem[];           /* kv, then json */
 } rt_ev_t;
 
 /* Undone events of a partition in offset order: a ring of pointers. */
@@ -164,6 +167,7 @@ struct rt_trigger {
 	int64_t last_snap_ns;
 	rt_genset_t scan_blocked; /* scratch of one batch build */
 	rt_ev_t **scratch;        /* scratch of one batch build: batch_size slots */
+	buf_t jscratch;           /* scratch of one record's JSON text (the consumer thread's) */
 };
 
 /* Counters, read without locks for introspection. */

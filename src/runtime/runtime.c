@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/thread.h"
 #include "core/log.h"
 #include "event/cloudevents.h"
 #include "runtime/rt_int.h"
@@ -168,6 +169,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 static void *producer_main(void *arg)
 {
 	runtime_t *rt = arg;
+	fl_thread_name("fl-fn-producer");
 	while (!atomic_load(&rt->stopping))
 		rd_kafka_poll(rt->producer, 100);
 	rd_kafka_flush(rt->producer, 10000);

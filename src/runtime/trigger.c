@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/thread.h"
 #include "core/fl_assert.h"
 #include "core/log.h"
 #include "event/cloudevents.h"
@@ -55,12 +56,10 @@ static void evq_pop(rt_evq_t *q)
 
 static void ev_free(rt_ev_t *ev)
 {
-	free(ev->kv);
 	if (ev->headers != NULL)
 		rd_kafka_headers_destroy(ev->headers);
-	free(ev->json);
 	free(ev->error);
-	free(ev);
+	free(ev); /* kv and json live in it */
 }
 
 /* ---- key sets ---------------------------------------------------------------------------------------- */
@@ -306,24 +305,30 @@ static void on_message(rt_trigger_t *tr, rd_kafka_message_t *m)
 		return;
 	}
 	rt_fn_t *fn = tr->fn;
-	rt_ev_t *ev = calloc(1, sizeof *ev);
+	/* The event's JSON text is built in the trigger's scratch buffer, then the event, the record's bytes
+	 * and the text share one allocation. */
+	int64_t ts_ms = rd_kafka_message_timestamp(m, NULL);
+	tr->jscratch.len = 0;
+	message_json(m, ts_ms, &tr->jscratch);
+	size_t kvlen = m->key_len + m->len;
+	rt_ev_t *ev = malloc(sizeof *ev + kvlen + tr->jscratch.len + 1);
+	memset(ev, 0, sizeof *ev);
 	ev->offset = m->offset;
 	ev->partition = m->partition;
-	ev->ts_ms = rd_kafka_message_timestamp(m, NULL);
+	ev->ts_ms = ts_ms;
 	ev->arrived_ms = rt_now_ms();
 	ev->split = tr->def->batch_size;
 	ev->keyhash = m->key != NULL ? key_hash(m->key, m->key_len) : 0;
-	buf_t b = { 0 };
-	buf_reserve(&b, m->len + m->key_len + 320); /* one allocation for most events */
-	message_json(m, ev->ts_ms, &b);
-	ev->json = (char *)b.data;
-	ev->json_len = b.len;
+	ev->kv = ev->mem;
+	ev->json = (char *)ev->mem + kvlen;
+	memcpy(ev->json, tr->jscratch.data, tr->jscratch.len);
+	ev->json[tr->jscratch.len] = 0;
+	ev->json_len = tr->jscratch.len;
 	/* keep copies and let librdkafka have its message back at once: holding messages slows its fetcher */
 	ev->key_null = m->key == NULL;
 	ev->value_null = m->payload == NULL;
 	ev->key_len = m->key_len;
 	ev->value_len = m->len;
-	ev->kv = malloc(m->key_len + m->len + 1);
 	if (m->key_len)
 		memcpy(ev->kv, m->key, m->key_len);
 	if (m->len)
@@ -911,6 +916,7 @@ static void subscribe(rt_trigger_t *tr)
 static void *trigger_main(void *arg)
 {
 	rt_trigger_t *tr = arg;
+	fl_thread_name("fl-trigger");
 	if (tr->rp != NULL)
 		replay_assign(tr);
 	else
@@ -1055,6 +1061,7 @@ void rt_trigger_stop(rt_trigger_t *tr)
 	tr->parts = NULL;
 	tr->nparts = 0;
 	free(tr->scratch);
+	buf_free(&tr->jscratch);
 	tr->scratch = NULL;
 	free(tr->scan_blocked.keys);
 	free(tr->scan_blocked.gens);

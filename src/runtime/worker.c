@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/thread.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "runtime/rt_int.h"
@@ -480,6 +481,7 @@ static void *worker_main(void *arg)
 {
 	worker_t w = { .fn = arg, .pid = -1, .in_fd = -1, .out_fd = -1 };
 	rt_fn_t *fn = w.fn;
+	fl_thread_name("fl-fn-worker");
 	pthread_mutex_lock(&fn->mu);
 	bool warm = fn->def->run != NULL && fn->nworkers <= fn->def->min_workers;
 	pthread_mutex_unlock(&fn->mu);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/thread.h"
 #include "core/fl_assert.h"
 #include "core/log.h"
 #include "storage/partition.h"
@@ -340,6 +341,7 @@ void archiver_pass(archiver_t *ar)
 static void *archiver_main(void *arg)
 {
 	archiver_t *ar = arg;
+	fl_thread_name("fl-archiver");
 	pthread_mutex_lock(&ar->mu);
 	while (!ar->stopping) {
 		struct timespec ts;

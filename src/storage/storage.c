@@ -11,6 +11,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "core/thread.h"
 #include "core/compat.h"
 #include "core/fl_assert.h"
 #include "core/log.h"
@@ -858,6 +859,7 @@ typedef struct {
 static void *flusher_helper(void *arg)
 {
 	storage_t *st = arg;
+	fl_thread_name("fl-flusher");
 	pthread_mutex_lock(&st->mu);
 	while (!st->stopping) {
 		if (st->nqueue == 0) {
@@ -876,6 +878,7 @@ static void *flusher_helper(void *arg)
 static void *flusher_main(void *arg)
 {
 	storage_t *st = arg;
+	fl_thread_name("fl-flusher");
 	const partition_config_t *d = &st->opts.defaults;
 	int64_t now = clock_mono_ns(st->clock) / 1000000;
 	int64_t next_retention = now + st->opts.retention_check_ms, next_flush = now;
