@@ -157,6 +157,7 @@ struct rt_trigger {
 	rt_part_t **parts;       /* by partition id; owned by the consumer thread */
 	int nparts;
 	int rr;                  /* the partition the scheduler starts with, rotating for fairness */
+	size_t pending_cap;      /* undone events a partition may hold before it is paused (trigger.c) */
 	uint64_t next_job_id;
 	int64_t last_commit_ns;
 	bool commit_due;

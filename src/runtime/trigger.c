@@ -222,10 +222,24 @@ static void part_drop(rt_trigger_t *tr, rt_part_t *p)
 
 /* Undone events a partition may hold before it is paused. Pausing makes librdkafka drop what it prefetched
  * and fetch it again on resume, so the bound is generous and resuming waits until a quarter is left. */
-static size_t max_pending(const fn_trigger_t *d)
+/* How many undone events a partition may hold before it is paused: a budget of TRIGGER_EVENTS per trigger
+ * (about 100 MB of events), shared by its assigned partitions, at least two batches each. Large enough
+ * that fetching rarely stops: every resume costs a refetch, and librdkafka 2.0 backs off for a second
+ * when its own queue thresholds are hit, which made the pipeline idle most of the time. */
+#define TRIGGER_EVENTS 200000
+static void update_pending_cap(rt_trigger_t *tr)
 {
-	size_t m = (size_t)d->batch_size * (size_t)d->concurrency * 8;
-	return m < 20000 ? 20000 : m > 100000 ? 100000 : m;
+	int n = 0;
+	for (int i = 0; i < tr->nparts; i++)
+		n += tr->parts[i] != NULL && tr->parts[i]->assigned;
+	size_t floor = (size_t)tr->def->batch_size * 2 > 2000 ? (size_t)tr->def->batch_size * 2 : 2000;
+	size_t cap = TRIGGER_EVENTS / (size_t)(n > 0 ? n : 1);
+	tr->pending_cap = cap < floor ? floor : cap;
+}
+
+static size_t max_pending(const rt_trigger_t *tr)
+{
+	return tr->pending_cap > 0 ? tr->pending_cap : 20000;
 }
 
 static void part_pause(rt_trigger_t *tr, rt_part_t *p, bool pause)
@@ -351,7 +365,7 @@ static void on_message(rt_trigger_t *tr, rd_kafka_message_t *m)
 	p->next_offset = ev->offset + 1; /* m is gone: librdkafka has it back */
 	if (p->next_offset >= p->end)
 		part_reached_end(tr, p);
-	else if (!p->paused && p->q.n >= max_pending(tr->def))
+	else if (!p->paused && p->q.n >= max_pending(tr))
 		part_pause(tr, p, true);
 }
 
@@ -646,7 +660,7 @@ static int64_t part_position(rt_trigger_t *tr, rt_part_t *p)
 		ev_free(evq_at(&p->q, 0));
 		evq_pop(&p->q);
 	}
-	if (p->paused && !p->at_end && p->q.n <= max_pending(tr->def) / 4)
+	if (p->paused && !p->at_end && p->q.n <= max_pending(tr) / 4)
 		part_pause(tr, p, false);
 	return p->q.n > 0 ? evq_at(&p->q, 0)->offset : p->next_offset;
 }
@@ -790,6 +804,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 		rd_kafka_topic_partition_list_destroy(c);
 		if (tr->def->start == FN_START_TIME)
 			start_positions(tr, parts);
+		update_pending_cap(tr);
 		rd_kafka_assign(rk, parts);
 		rd_kafka_resume_partitions(rk, parts); /* librdkafka remembers a pause across a reassignment */
 		rt_fn_log(tr->fn, "trigger %s: assigned %d partition(s)", tr->def->stream, parts->cnt);
@@ -800,6 +815,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 		if (p != NULL)
 			p->assigned = false;
 	}
+	update_pending_cap(tr);
 	drain(tr, true);
 	commit(tr, true, true);
 	for (int i = 0; i < tr->nparts; i++)
@@ -875,6 +891,7 @@ static void replay_assign(rt_trigger_t *tr)
 		p->committed = r->from; /* nothing to commit until it moves */
 		rd_kafka_topic_partition_list_add(l, tr->def->stream, r->partition)->offset = r->from;
 	}
+	update_pending_cap(tr);
 	rd_kafka_resp_err_t e = rd_kafka_assign(tr->consumer, l);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
 		rt_fn_log(tr->fn, "replay of %s: assign failed: %s", tr->def->stream, rd_kafka_err2str(e));
@@ -987,7 +1004,8 @@ err_t rt_trigger_open(rt_trigger_t *tr, char *err, size_t errcap)
 		{ "enable.partition.eof", replay ? "true" : "false" },
 		{ "fetch.wait.max.ms", "100" },
 		{ "fetch.error.backoff.ms", "100" },
-		{ "queued.max.messages.kbytes", "16384" },
+		{ "queued.max.messages.kbytes", "32768" },
+		{ "queued.min.messages", "1000000" },
 		{ "topic.metadata.refresh.interval.ms", "5000" },
 		{ "session.timeout.ms", "10000" },
 		{ "heartbeat.interval.ms", "1000" },
