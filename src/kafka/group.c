@@ -31,7 +31,6 @@ static const char *const state_names[] = { "Empty", "PreparingRebalance", "Compl
 					   "Dead" };
 
 #define SESSION_MIN_MS 1000
-#define SESSION_MAX_MS 1800000
 
 typedef struct group group_t;
 
@@ -421,7 +420,8 @@ static void do_join(coord_t *co, kreq_t *req)
 		reply(req);
 		return;
 	}
-	if (session_ms < SESSION_MIN_MS || session_ms > SESSION_MAX_MS) {
+	int32_t max_ms = co->srv->opts.group_max_session_ms > 0 ? co->srv->opts.group_max_session_ms : 1800000;
+	if (session_ms < SESSION_MIN_MS || session_ms > max_ms) {
 		join_response(req, KERR_INVALID_SESSION_TIMEOUT, NULL, NULL, false);
 		reply(req);
 		return;
@@ -499,7 +499,7 @@ static void do_join(coord_t *co, kreq_t *req)
 	free(m->instance_id);
 	m->instance_id = instance.null ? NULL : sdup(instance.s);
 	m->session_ms = session_ms;
-	m->rebalance_ms = rebalance_ms > 0 ? rebalance_ms : session_ms;
+	m->rebalance_ms = rebalance_ms > 0 && rebalance_ms < max_ms ? rebalance_ms : rebalance_ms > 0 ? max_ms : session_ms;
 	for (int i = 0; i < m->nprotos; i++) {
 		free(m->protos[i].name);
 		buf_free(&m->protos[i].meta);

@@ -42,6 +42,8 @@ typedef struct {
 	int64_t idle_timeout_ms;     /* close connections idle this long (default 600000) */
 	int64_t request_timeout_ms;  /* close a connection whose request stays incomplete this long (30000) */
 	int32_t group_initial_delay_ms; /* an empty group's first rebalance waits this for more members (500) */
+	int32_t group_max_session_ms;   /* longer session timeouts are refused and rebalance timeouts capped to it
+					 * (Kafka's group.max.session.timeout.ms, default 1800000) */
 } kafka_opts_t;
 
 void kafka_opts_default(kafka_opts_t *o);

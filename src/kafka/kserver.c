@@ -43,6 +43,7 @@ void kafka_opts_default(kafka_opts_t *o)
 	o->idle_timeout_ms = 600000;
 	o->request_timeout_ms = 30000;
 	o->group_initial_delay_ms = 500;
+	o->group_max_session_ms = 1800000;
 }
 
 /* --- requests --- */
