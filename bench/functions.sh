@@ -102,6 +102,7 @@ done
 t1=$(date +%s.%N)
 TPUT=$(awk "BEGIN{printf \"%.0f\", $BACKLOG/($t1-$t0)}")
 echo "throughput: $BACKLOG events in $(awk "BEGIN{printf \"%.2f\", $t1-$t0}") s = $TPUT events/s"
+echo "factlog peak RSS: $(awk '/VmHWM/{printf "%d MB", $2/1024}' /proc/$PID/status)"
 "$BUILD/factlog" functions describe tput --url "$URL" | /usr/bin/python3 -c 'import json,sys
 d=json.load(sys.stdin); s=d["stats"]
 print("  invocations %d, events %d, workers at the end %d, cold starts %d" % (d["invocations"], s["events_ok"], d["workers"], s["cold_starts"]))'

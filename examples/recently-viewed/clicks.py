@@ -22,7 +22,6 @@ import bisect
 import http.client
 import itertools
 import json
-import os
 import queue
 import random
 import sys
@@ -81,7 +80,6 @@ class Generator:
         self.lat_ms = []
         self.checks_ok = 0
         self.checks_bad = []
-        self.outstanding = 0                   # clicks sent and not yet acknowledged
         self.segments = []                     # (rate asked, seconds, clicks sent) per profile segment
         self.checker = ThreadPoolExecutor(max_workers=o.check_threads) if o.api and o.check_every else None
         self.checker_local = threading.local()
@@ -115,7 +113,6 @@ class Generator:
     def receipt(self, click, via, partition, offset, t_sent):
         with self.lock:
             self.acked[via] += 1
-            self.outstanding -= 1
             if self.log:
                 self.log.write(json.dumps({"c": click["c"], "p": click["p"], "part": partition, "off": offset,
                                            "via": via}) + "\n")
@@ -124,7 +121,6 @@ class Generator:
 
     def failed(self, via, n, why):
         with self.lock:
-            self.outstanding -= n
             if len(self.errors) < 20:
                 self.errors.append("%s: %s" % (via, why))
 
@@ -206,7 +202,6 @@ class Generator:
     def send(self, clicks, t_sent, via):
         with self.lock:
             self.sent[via] += len(clicks)
-            self.outstanding += len(clicks)
         if via == "http":
             self.http_q.put((clicks, t_sent))
         else:
@@ -330,5 +325,4 @@ def main():
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

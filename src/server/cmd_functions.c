@@ -149,8 +149,11 @@ static void metric_family(buf_t *b, json_t *fns, const char *name, const char *t
 			  const char *obj, const char *field, const char *label)
 {
 	char line[512];
-	int n = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-	buf_append(b, line, (size_t)n);
+	int n;
+	if (help != NULL) { /* NULL: more samples of the family just written */
+		n = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+		buf_append(b, line, (size_t)n);
+	}
 	size_t i;
 	json_t *f;
 	json_array_foreach(fns, i, f) {
@@ -181,24 +184,15 @@ static char *functions_metrics(runtime_t *rt)
 		      NULL, "invocations", NULL);
 	metric_family(&b, fns, "factlog_function_errors_total", "counter", "Invocations that failed.", NULL, "errors",
 		      NULL);
-	char help[] = "Events by outcome: ok (processed), filtered, dead_lettered, discarded.";
-	buf_t tmp = { 0 };
 	static const char *const outcomes[][2] = { { "events_ok", "ok" }, { "filtered", "filtered" },
 						   { "dead_lettered", "dead_lettered" }, { "discarded", "discarded" } };
 	for (int k = 0; k < 4; k++) {
 		char label[64];
 		snprintf(label, sizeof label, ",outcome=\"%s\"", outcomes[k][1]);
-		tmp.len = 0;
-		metric_family(&tmp, fns, "factlog_function_events_total", "counter", help, "stats", outcomes[k][0], label);
-		/* one HELP/TYPE for the family: keep the header of the first outcome only */
-		const char *body = (const char *)tmp.data;
-		size_t skip = 0;
-		if (k > 0)
-			for (int nl = 0; skip < tmp.len && nl < 2; skip++)
-				nl += body[skip] == '\n';
-		buf_append(&b, body + skip, tmp.len - skip);
+		metric_family(&b, fns, "factlog_function_events_total", "counter",
+			      k == 0 ? "Events by outcome: ok (processed), filtered, dead_lettered, discarded." : NULL,
+			      "stats", outcomes[k][0], label);
 	}
-	buf_free(&tmp);
 	metric_family(&b, fns, "factlog_function_retries_total", "counter", "Failed events scheduled again.", "stats",
 		      "retries", NULL);
 	metric_family(&b, fns, "factlog_function_cold_starts_total", "counter", "Worker processes started.", "stats",

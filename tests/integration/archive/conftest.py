@@ -88,7 +88,8 @@ def archived_server(request, monkeypatch):
         finally:
             if s3 is not None:
                 s3.stop()
-            if request.node.rep_call.passed if hasattr(request.node, "rep_call") else False:
+            rep = getattr(request.node, "rep_call", None)
+            if rep is not None and rep.passed:
                 shutil.rmtree(root, ignore_errors=True)
 
 
