@@ -59,7 +59,8 @@ faults: deps-test $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 	CRASH_SEEDS=5000 ./$(BUILD)/tests/test_crash
 	MODEL_SEEDS=400 ./$(BUILD)/tests/test_model
-	KILLS=200 tests/faults/run.sh $(BUILD)/factlog $(BUILD)/tests/faults/fsync_fail.so
+	KILLS=200 POWERCUTS=60 tests/faults/run.sh $(BUILD)/factlog $(BUILD)/tests/faults/fsync_fail.so \
+		$(BUILD)/tests/faults/powerloss.so
 	FACTLOG_DOWNSTREAM_DOWN_S=60 FACTLOG_MOCK_CLUSTER=$(BUILD)/tests/mock_cluster \
 		tests/integration/functions/run.sh $(BUILD)/factlog -k "downstream or poison or crash or restart"
 
