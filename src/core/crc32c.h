@@ -3,7 +3,8 @@
  *
  * crc32c(0, data, len) is the CRC of data; crc32c(crc32c(0, a, n), b, m) is the CRC of a||b.
  * The SSE4.2 instruction is used when the CPU has it (checked once per call through a cached CPUID
- * read), else a slicing-by-8 table. Both are pure and thread-safe. Check value: "123456789" -> 0xE3069283.
+ * read; inputs of 12 KiB and more run as three interleaved streams, about 3x faster), else a slicing-by-8
+ * table. Both are pure and thread-safe. Check value: "123456789" -> 0xE3069283.
  */
 #ifndef FL_CORE_CRC32C_H
 #define FL_CORE_CRC32C_H

@@ -36,7 +36,7 @@ static void test_crc32c_hw_matches_table(void **state)
 		skip(); /* no hardware path on this CPU: the table is the only implementation */
 	}
 	uint64_t x = 12345;
-	uint8_t buf[4099];
+	static uint8_t buf[40099]; /* past three 4 KiB strides, the hardware path's three-stream rounds */
 	for (size_t i = 0; i < sizeof buf; i++) {
 		x = x * 6364136223846793005ull + 1442695040888963407ull;
 		buf[i] = (uint8_t)(x >> 56);
@@ -45,8 +45,12 @@ static void test_crc32c_hw_matches_table(void **state)
 		for (size_t off = 0; off < 9; off++)
 			if (off + len <= sizeof buf)
 				assert_int_equal(crc32c_hw(0, buf + off, len), crc32c_sw(0, buf + off, len));
+	for (size_t len = 3 * 4096 - 9; len < 3 * 4096 + 9; len++) /* around one round, and a running crc in */
+		assert_int_equal(crc32c_hw(0x1234567u, buf + 1, len), crc32c_sw(0x1234567u, buf + 1, len));
+	assert_int_equal(crc32c_hw(0, buf, sizeof buf), crc32c_sw(0, buf, sizeof buf));
 	/* Chaining: crc(a||b) = crc(crc(a), b). */
 	assert_int_equal(crc32c(crc32c(0, buf, 1000), buf + 1000, 3099), crc32c(0, buf, 4099));
+	assert_int_equal(crc32c(crc32c(0, buf, 13000), buf + 13000, 27099), crc32c(0, buf, 40099));
 	assert_int_equal(crc32c_sw(crc32c_sw(0, buf, 7), buf + 7, 4092), crc32c_sw(0, buf, 4099));
 }
 
