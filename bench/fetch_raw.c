@@ -12,29 +12,17 @@
  * Prints "RESULT mode=raw raw_mbps=... batches=... records=... bad=... complete=0|1"; MB is 10^6 bytes.
  * Ownership: each thread owns its socket and buffer; results are summed after join.
  */
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "core/crc32c.h"
+#include "rawkafka.h"
 
 #define MAX_PARTS 256
 
 static struct {
-	const char *host, *port, *topic;
-	int partitions, threads;
+	const char *brokers, *topic;
+	int partitions, threads, part_max;
 	double seconds;
-	int32_t part_max;
 } opt = { .partitions = 0, .threads = 1, .seconds = 30, .part_max = 8 << 20 };
 
 typedef struct {
@@ -44,51 +32,6 @@ typedef struct {
 	bool complete;
 } reader_t;
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
-static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) << 32 | rd32(p + 4); }
-static uint8_t *wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; return p + 2; }
-static uint8_t *wr32(uint8_t *p, uint32_t v) { return wr16(wr16(p, (uint16_t)(v >> 16)), (uint16_t)v); }
-static uint8_t *wr64(uint8_t *p, uint64_t v) { return wr32(wr32(p, (uint32_t)(v >> 32)), (uint32_t)v); }
-
-static int dial(void)
-{
-	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *ai;
-	if (getaddrinfo(opt.host, opt.port, &hints, &ai) != 0)
-		return -1;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(ai);
-	int one = 1, big = 8 << 20;
-	if (fd >= 0) {
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-	}
-	return fd;
-}
-
-static bool read_full(int fd, uint8_t *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = recv(fd, buf, len, 0);
-		if (n <= 0)
-			return false;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
 /* Fetch v4: header v1 (key, version, correlation id, client id), then replica -1, max wait, min bytes, max
  * bytes, isolation, one topic with this reader's partitions that still have something to read. */
 static size_t build_fetch(reader_t *r, uint8_t *buf, int32_t corr)
@@ -97,19 +40,14 @@ static size_t build_fetch(reader_t *r, uint8_t *buf, int32_t corr)
 	p = wr16(p, 1);
 	p = wr16(p, 4);
 	p = wr32(p, (uint32_t)corr);
-	p = wr16(p, 9);
-	memcpy(p, "fetch_raw", 9);
-	p += 9;
+	p = wrstr(p, "fetch_raw");
 	p = wr32(p, (uint32_t)-1);
 	p = wr32(p, 100);
 	p = wr32(p, 1);
 	p = wr32(p, 64u << 20);
 	*p++ = 0;
 	p = wr32(p, 1);
-	size_t tl = strlen(opt.topic);
-	p = wr16(p, (uint16_t)tl);
-	memcpy(p, opt.topic, tl);
-	p += tl;
+	p = wrstr(p, opt.topic);
 	uint8_t *count = p;
 	p += 4;
 	uint32_t n = 0;
@@ -153,9 +91,9 @@ static void check_records(reader_t *r, int part, const uint8_t *p, size_t len)
 static void *reader_main(void *arg)
 {
 	reader_t *r = arg;
-	int fd = dial();
+	int fd = rk_dial(opt.brokers, 8 << 20);
 	if (fd < 0) {
-		fprintf(stderr, "fetch_raw: cannot connect to %s:%s\n", opt.host, opt.port);
+		fprintf(stderr, "fetch_raw: cannot connect to %s\n", opt.brokers);
 		r->bad++;
 		return NULL;
 	}
@@ -169,10 +107,10 @@ static void *reader_main(void *arg)
 			break;
 		}
 		uint8_t hdr[8];
-		if (send(fd, req, rl, 0) != (ssize_t)rl || !read_full(fd, hdr, 8) || rd32(hdr + 4) != (uint32_t)corr)
+		if (!rk_io_full(fd, req, rl, true) || !rk_io_full(fd, hdr, 8, false) || rd32(hdr + 4) != (uint32_t)corr)
 			break;
 		size_t len = rd32(hdr) - 4;
-		if (len > cap || !read_full(fd, buf, len))
+		if (len > cap || !rk_io_full(fd, buf, len, false))
 			break;
 		/* throttle, [topic [partition error hw lso aborted(-1) records]] */
 		const uint8_t *p = buf + 4, *e = buf + len;
@@ -211,43 +149,18 @@ out:
 
 int main(int argc, char **argv)
 {
-	const char *brokers = NULL;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (v == NULL) {
-			fprintf(stderr, "fetch_raw: %s needs a value\n", a);
-			return 2;
-		}
-		if (!strcmp(a, "--brokers"))
-			brokers = v;
-		else if (!strcmp(a, "--topic"))
-			opt.topic = v;
-		else if (!strcmp(a, "--partitions"))
-			opt.partitions = atoi(v);
-		else if (!strcmp(a, "--threads"))
-			opt.threads = atoi(v);
-		else if (!strcmp(a, "--seconds"))
-			opt.seconds = atof(v);
-		else if (!strcmp(a, "--partition-max-bytes"))
-			opt.part_max = atoi(v);
-		else {
-			fprintf(stderr, "fetch_raw: unknown option %s\n", a);
-			return 2;
-		}
-		i++;
-	}
-	static char host[256];
-	const char *colon = brokers ? strrchr(brokers, ':') : NULL;
-	if (colon == NULL || opt.topic == NULL || opt.partitions < 1 || opt.partitions > MAX_PARTS ||
-	    opt.threads < 1 || opt.threads > opt.partitions || opt.part_max < 1024 ||
-	    (size_t)(colon - brokers) >= sizeof host) {
+	const rk_opt_t opts[] = {
+		{ "--brokers", 's', &opt.brokers },	 { "--topic", 's', &opt.topic },
+		{ "--partitions", 'i', &opt.partitions }, { "--threads", 'i', &opt.threads },
+		{ "--seconds", 'd', &opt.seconds },	 { "--partition-max-bytes", 'i', &opt.part_max },
+	};
+	if (!rk_parse(argc, argv, opts, sizeof opts / sizeof *opts, "fetch_raw") || opt.brokers == NULL ||
+	    opt.topic == NULL || strlen(opt.topic) > 200 || opt.partitions < 1 || opt.partitions > MAX_PARTS ||
+	    opt.threads < 1 || opt.threads > opt.partitions || opt.part_max < 1024) {
 		fprintf(stderr, "usage: fetch_raw --brokers HOST:PORT --topic T --partitions N [--threads K] "
 				"[--seconds S] [--partition-max-bytes B]\n");
 		return 2;
 	}
-	memcpy(host, brokers, (size_t)(colon - brokers));
-	opt.host = host;
-	opt.port = colon + 1;
 	reader_t *rs = calloc((size_t)opt.threads, sizeof *rs);
 	pthread_t *th = calloc((size_t)opt.threads, sizeof *th);
 	if (rs == NULL || th == NULL)

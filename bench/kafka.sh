@@ -4,7 +4,8 @@
 # serving a temp data dir in that same scratch dir with --flush always:
 #   acks=all produce with 1 and 2 producers, acks=1 produce, acks=all at a paced 100 MB/s for latency,
 #   consume what was produced (page cache) with 1 and 2 consumers, read it again with 1 and 2 raw Fetch
-#   readers (bench/fetch_raw.c: the broker side, no record decoding), and produce + consume concurrently.
+#   readers (bench/fetch_raw.c: the broker side, no record decoding), produce with a raw producer
+#   (bench/produce_raw.c: ready-made batches, the broker side) and produce + consume concurrently.
 # Prints each figure, the targets and the ratio to fio as a markdown table. Builds nothing: needs
 # BUILD_DIR/factlog and BUILD_DIR/bench/bench_kafka (librdkafka-dev installed when meson set up BUILD_DIR).
 # Usage: bench/kafka.sh [BUILD_DIR]
@@ -19,7 +20,7 @@ REC=${RECORD_BYTES:-1024}
 LAT_MBPS=${LATENCY_MBPS:-100}
 FIO_SECS=5
 BENCH="$BUILD/bench/bench_kafka"
-for f in "$BUILD/factlog" "$BENCH" "$BUILD/bench/fetch_raw"; do
+for f in "$BUILD/factlog" "$BENCH" "$BUILD/bench/fetch_raw" "$BUILD/bench/produce_raw"; do
 	[ -x "$f" ] || { echo "missing $f: build first (bench_kafka needs librdkafka-dev at meson setup)" >&2; exit 1; }
 done
 command -v fio >/dev/null || { echo "fio is not installed" >&2; exit 1; }
@@ -93,6 +94,16 @@ raw() {
 		>"$S/$name.out" 2>&1 || echo "fetch_raw exited with status $?" >>"$S/$name.out"
 	cat "$S/$name.out"
 }
+# rawp NAME ARGS...: one produce_raw run (ready-made batches, pipelined requests: no per-message client work).
+rawp() {
+	local name=$1
+	shift
+	echo
+	echo "## $name: produce_raw $*"
+	timeout 180 "$BUILD/bench/produce_raw" --brokers "127.0.0.1:$PORT" --partitions "$PARTS" \
+		--record-bytes "$REC" "$@" >"$S/$name.out" 2>&1 || echo "produce_raw exited with status $?" >>"$S/$name.out"
+	cat "$S/$name.out"
+}
 # get NAME KEY: a value from the RESULT line of run NAME ("?" when missing).
 get() {
 	local v
@@ -111,6 +122,9 @@ run cons1 --consume --topic all2 --consumers 1 --seconds 30                     
 run cons2 --consume --topic all2 --consumers 2 --seconds 30
 raw raw1 --topic all2 --threads 1                                                                    # (5b)
 raw raw2 --topic all2 --threads 2
+rawp rawk1 --topic rawk1 --acks 1 --seconds "$SECS"                                                  # (5c)
+rawp rawall --topic rawall --acks -1 --seconds "$SECS"
+rawp rawlat --topic rawlat --acks -1 --rate-mbps "$LAT_MBPS" --batch-records 16 --seconds "$SECS"
 run conc --concurrent --topic conc --acks all --producers 1 --consumers 1 --seconds "$SECS"         # (6)
 stop_server
 
@@ -132,13 +146,16 @@ echo "| consume (page cache), 1 consumer | $c1 MB/s ($(get cons1 consumed) recor
 echo "| consume (page cache), 2 consumers | $c2 MB/s total, slowest $(get cons2 consume_mbps_each_min) (complete=$(get cons2 complete)) | $(pct "$c2" "$FIO") | several GB/s (>= 2000 MB/s) | $(ok "$c2 >= 2000") |"
 echo "| raw Fetch reader (replica-style: batches CRC-checked, records not decoded), 1 connection | $(get raw1 raw_mbps) MB/s (complete=$(get raw1 complete), bad=$(get raw1 bad)) | $(pct "$(get raw1 raw_mbps)" "$FIO") | several GB/s (>= 2000 MB/s) | $(ok "$(get raw1 raw_mbps) >= 2000") |"
 echo "| raw Fetch reader, 2 connections | $(get raw2 raw_mbps) MB/s total (complete=$(get raw2 complete), bad=$(get raw2 bad)) | $(pct "$(get raw2 raw_mbps)" "$FIO") | several GB/s (>= 2000 MB/s) | $(ok "$(get raw2 raw_mbps) >= 2000") |"
+echo "| raw producer (ready-made 256-record batches, 4 requests in flight), acks=1 | $(get rawk1 produce_mbps) MB/s, request p50 $(get rawk1 p50_ms) / p99 $(get rawk1 p99_ms) ms | $(pct "$(get rawk1 produce_mbps)" "$FIO") | (>= 1000 MB/s is the librdkafka target) | |"
+echo "| raw producer, acks=all | $(get rawall produce_mbps) MB/s, request p50 $(get rawall p50_ms) / p99 $(get rawall p99_ms) ms | $(pct "$(get rawall produce_mbps)" "$FIO") | | |"
+echo "| raw producer, acks=all at $LAT_MBPS MB/s offered (16-record batches per partition) | $(get rawlat produce_mbps) MB/s; request p50 $(get rawlat p50_ms) / p99 $(get rawlat p99_ms) / p99.9 $(get rawlat p999_ms) ms | | (p99 < 2 ms is the librdkafka target) | $(ok "$(get rawlat p99_ms) < 2") |"
 echo "| concurrent: 1 producer acks=all + 1 consumer | produce $(get conc produce_mbps) MB/s, consume $(get conc consume_mbps) MB/s (complete=$(get conc complete)) | $(pct "$(get conc produce_mbps)" "$FIO") | | |"
 echo
 
 # Anything that looks wrong: client errors, failed deliveries, gaps, incomplete reads, broker warnings.
-problems=$(cat "$S"/*.out | grep -vE '^(RESULT |produce: |consume: |fetch_raw: [0-9]+ threads read |created topic |topic .* already exists)' |
+problems=$(cat "$S"/*.out | grep -vE '^(RESULT |produce: |consume: |fetch_raw: [0-9]+ threads read |produce_raw: [0-9]+ threads, |created topic |topic .* already exists)' |
 	sed 's/^%\([0-7]\)|[0-9.]*|/%\1|/' | sort | uniq -c | sort -rn | head -20 || true)
-bad=$(grep -hE 'complete=0|failed=[1-9]|gaps=[1-9]|bad=[1-9]|msg_errors=[1-9]|client_errors=[1-9]' "$S"/*.out || true)
+bad=$(grep -hE 'complete=0|failed=[1-9]|gaps=[1-9]|bad=[1-9]|errors=[1-9]|msg_errors=[1-9]|client_errors=[1-9]' "$S"/*.out || true)
 srv=$(grep -E ' (WARN|ERROR|FATAL) ' "$S/server.log" | sort | uniq -c | sort -rn | head -20 || true)
 grep -q 'stopped cleanly' "$S/server.log" || srv="$srv"$'\n'"server did not log 'stopped cleanly'"
 if [ -n "$problems$bad$srv" ]; then
