@@ -1,9 +1,9 @@
-"""Full disk through the Kafka protocol: a broker whose data directory is a small tmpfs answers produce
-requests that no longer fit with KAFKA_STORAGE_ERROR, acknowledges nothing it did not store, keeps
-serving, leaves no partial batch; after more space every acknowledged record reads back intact and
-produce works again. (The HTTP and offline paths are tests/integration/test_enospc.sh and the HTTP suite.)
+"""Full disk through the Kafka protocol: a broker whose data directory is on a small file system (a tmpfs,
+and ext4 on a loop device) answers produce requests that no longer fit with KAFKA_STORAGE_ERROR,
+acknowledges nothing it did not store, keeps serving, leaves no partial batch; after more space every
+acknowledged record reads back intact and produce works again. (The HTTP and offline paths are tests/integration/test_enospc.sh and the HTTP suite.)
 
-Needs root to mount the tmpfs; where it cannot mount, it says why and is skipped."""
+Needs root to mount; where it cannot mount, it says why and is skipped."""
 import os
 import subprocess
 import tempfile
@@ -16,20 +16,56 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from broker import Broker
 
 
-@pytest.fixture
-def tmpfs():
-    if os.geteuid() != 0:
-        pytest.skip("mounting a size-limited tmpfs needs root")
-    m = tempfile.mkdtemp(prefix="factlog-enospc-")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", m], capture_output=True)
-    if r.returncode != 0:
-        os.rmdir(m)
-        pytest.skip("cannot mount a tmpfs here: %s" % r.stderr.decode().strip())
+class SmallDisk:
+    """A mounted file system with about 3 MiB free: a tmpfs of 3 MiB, or ext4 on a loop device (16 MiB,
+    most of it taken by a ballast file, so the real ext4 paths run: delayed allocation, preallocation,
+    the journal). more_space() gives it room again: a bigger tmpfs, or the ballast deleted."""
+
+    def __init__(self, kind):
+        if os.geteuid() != 0:
+            pytest.skip("mounting a small file system needs root")
+        self.kind = kind
+        self.path = tempfile.mkdtemp(prefix="factlog-enospc-")
+        self.image = None
+        if kind == "tmpfs":
+            cmd = ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", self.path]
+        else:
+            self.image = self.path + ".img"
+            with open(self.image, "wb") as f:
+                f.truncate(16 << 20)
+            subprocess.run(["mkfs.ext4", "-q", "-F", self.image], check=True, capture_output=True)
+            cmd = ["mount", "-o", "loop", self.image, self.path]
+        r = subprocess.run(cmd, capture_output=True)
+        if r.returncode != 0:
+            self.cleanup(mounted=False)
+            pytest.skip("cannot mount a %s here: %s" % (kind, r.stderr.decode().strip()))
+        if kind == "ext4":
+            st = os.statvfs(self.path)
+            free = st.f_bavail * st.f_frsize
+            subprocess.run(["fallocate", "-l", str(free - (3 << 20)), os.path.join(self.path, "ballast")],
+                           check=True)
+
+    def more_space(self):
+        if self.kind == "tmpfs":
+            subprocess.run(["mount", "-o", "remount,size=64m", self.path], check=True)
+        else:
+            os.remove(os.path.join(self.path, "ballast"))
+
+    def cleanup(self, mounted=True):
+        if mounted:
+            subprocess.run(["umount", self.path])
+        os.rmdir(self.path)
+        if self.image:
+            os.remove(self.image)
+
+
+@pytest.fixture(params=["tmpfs", "ext4"])
+def disk(request):
+    d = SmallDisk(request.param)
     try:
-        yield m
+        yield d
     finally:
-        subprocess.run(["umount", m])
-        os.rmdir(m)
+        d.cleanup()
 
 
 def produce(bootstrap, values):
@@ -71,14 +107,14 @@ def read_all(bootstrap, n):
         c.close()
 
 
-def test_full_disk_through_kafka_produce(tmpfs):
-    b = Broker(root=tmpfs)
+def test_full_disk_through_kafka_produce(disk):
+    b = Broker(root=disk.path)
     try:
         a = AdminClient({"bootstrap.servers": b.bootstrap})
         a.create_topics([NewTopic("full", 1, 1, config={"segment.bytes": "1048576"})])["full"].result(10)
         values = [b"%08d" % i + b"x" * 1016 for i in range(8000)]  # 8 MB into 3 MiB
         acked, failed = produce(b.bootstrap, values)
-        assert failed, "8 MB fitted into a 3 MiB file system"
+        assert failed, "8 MB fitted into a file system with 3 MiB free"
         assert all(e.code() == KafkaError.KAFKA_STORAGE_ERROR for e in failed), {str(e) for e in failed}
         assert len(acked) > 500, "only %d records fitted" % len(acked)
         assert sorted(acked) == list(range(len(acked))), "acknowledged offsets are dense from 0"
@@ -91,7 +127,7 @@ def test_full_disk_through_kafka_produce(tmpfs):
         assert b.proc.returncode == 0, b.log_tail()
 
         # more space: everything acknowledged is there after a restart, and produce works again
-        subprocess.run(["mount", "-o", "remount,size=64m", tmpfs], check=True)
+        disk.more_space()
         b.start()
         got, hi = read_all(b.bootstrap, len(acked))
         assert got == acked and hi == len(acked)
