@@ -1019,7 +1019,33 @@ static void metrics_commit(void *arg_, const char *group, const char *topic, int
 		buf_append(c->b, line, (size_t)n);
 }
 
-/* Storage-wide counters, the fsync histogram, connections and group lag. */
+/* One histogram series; help != NULL writes the family's HELP and TYPE first; labels may be NULL. */
+static void metrics_hist(buf_t *b, const char *name, const char *help, const char *labels, stats_hist_t *h)
+{
+	char t[512];
+	int n;
+	if (help != NULL) {
+		n = snprintf(t, sizeof t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+		buf_append(b, t, (size_t)n);
+	}
+	const char *sep = labels ? "," : "";
+	labels = labels ? labels : "";
+	uint64_t count = atomic_load(&h->count);
+	for (int i = 0; i < STATS_FSYNC_BUCKETS; i++) {
+		if (i + 1 < STATS_FSYNC_BUCKETS)
+			n = snprintf(t, sizeof t, "%s_bucket{%s%sle=\"%g\"} %" PRIu64 "\n", name, labels, sep,
+				     storage_fsync_bucket_le[i], (uint64_t)atomic_load(&h->bucket[i]));
+		else
+			n = snprintf(t, sizeof t, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, sep, count);
+		buf_append(b, t, (size_t)n);
+	}
+	const char *open = *labels ? "{" : "", *close = *labels ? "}" : "";
+	n = snprintf(t, sizeof t, "%s_sum%s%s%s %.9f\n%s_count%s%s%s %" PRIu64 "\n", name, open, labels, close,
+		     (double)atomic_load(&h->ns_sum) / 1e9, name, open, labels, close, count);
+	buf_append(b, t, (size_t)n);
+}
+
+/* Storage-wide counters, the latency histograms, connections and group lag. */
 static void metrics_storage(buf_t *b, http_server_t *s, const metrics_ctx_t *m)
 {
 	storage_stats_t *ss = storage_stats(s->st);
@@ -1036,26 +1062,17 @@ static void metrics_storage(buf_t *b, http_server_t *s, const metrics_ctx_t *m)
 			 "# HELP factlog_kafka_fetch_bytes_total Record bytes sent in Kafka Fetch responses.\n"
 			 "# TYPE factlog_kafka_fetch_bytes_total counter\nfactlog_kafka_fetch_bytes_total %" PRIu64 "\n"
 			 "# HELP factlog_kafka_connections Open Kafka protocol connections.\n"
-			 "# TYPE factlog_kafka_connections gauge\nfactlog_kafka_connections %" PRId64 "\n"
-			 "# HELP factlog_fsync_duration_seconds Group-commit fsync rounds (one partition each).\n"
-			 "# TYPE factlog_fsync_duration_seconds histogram\n",
+			 "# TYPE factlog_kafka_connections gauge\nfactlog_kafka_connections %" PRId64 "\n",
 			 (uint64_t)atomic_load(&ss->appends), (uint64_t)atomic_load(&ss->append_bytes),
 			 (uint64_t)atomic_load(&ss->append_records), (uint64_t)atomic_load(&ss->fetches),
 			 (uint64_t)atomic_load(&ss->fetch_bytes), (int64_t)atomic_load(&ss->kafka_connections));
 	buf_append(b, t, (size_t)n);
-	for (int i = 0; i < STATS_FSYNC_BUCKETS; i++) {
-		if (i + 1 < STATS_FSYNC_BUCKETS)
-			n = snprintf(t, sizeof t, "factlog_fsync_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
-				     storage_fsync_bucket_le[i], (uint64_t)atomic_load(&ss->fsync_bucket[i]));
-		else
-			n = snprintf(t, sizeof t, "factlog_fsync_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
-				     (uint64_t)atomic_load(&ss->fsyncs));
-		buf_append(b, t, (size_t)n);
-	}
-	n = snprintf(t, sizeof t,
-		     "factlog_fsync_duration_seconds_sum %.9f\nfactlog_fsync_duration_seconds_count %" PRIu64 "\n",
-		     (double)atomic_load(&ss->fsync_ns_sum) / 1e9, (uint64_t)atomic_load(&ss->fsyncs));
-	buf_append(b, t, (size_t)n);
+	metrics_hist(b, "factlog_fsync_duration_seconds", "Group-commit fsync rounds (one partition each).", NULL,
+		     &ss->fsync);
+	metrics_hist(b, "factlog_kafka_produce_duration_seconds",
+		     "Kafka Produce requests, from the whole request read to its answer ready (acks=all: durable).",
+		     "acks=\"1\"", &ss->kafka_produce[0]);
+	metrics_hist(b, "factlog_kafka_produce_duration_seconds", NULL, "acks=\"all\"", &ss->kafka_produce[1]);
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
 	n = snprintf(t, sizeof t,
 		     "# HELP factlog_http_connections Open HTTP connections.\n"

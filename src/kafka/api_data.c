@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "core/clock.h"
 #include "core/compat.h"
 #include "core/fl_assert.h"
 #include "core/log.h"
@@ -29,6 +30,7 @@ typedef struct {
 	int32_t ntopics;
 	produce_part_t *parts;
 	int32_t nparts;
+	int16_t acks;
 } produce_ctx_t;
 
 static void produce_free(kreq_t *req)
@@ -70,6 +72,8 @@ static void produce_respond(kreq_t *req)
 		}
 	}
 	kw_i32(b, 0); /* throttle_time_ms */
+	stats_hist_observe(&storage_stats(kreq_storage(req))->kafka_produce[c->acks == -1],
+			   clock_mono_ns(clock_system()) - req->start_ns);
 	kreq_finish(req);
 }
 
@@ -175,6 +179,7 @@ void kapi_produce(kreq_t *req)
 	c->parts = calloc((size_t)cap + 1, sizeof *c->parts);
 	ASSERT(c->parts != NULL);
 	req->no_response = acks == 0;
+	c->acks = acks;
 	for (int32_t t = 0; t < ntopics; t++) {
 		kr_string(r);
 		int32_t np = kr_array(r);

@@ -76,6 +76,7 @@ struct kreq {
 	bool ready;          /* the response is complete (or there is none) */
 	bool no_response;    /* acks=0 */
 	bool parked;
+	int64_t start_ns;    /* when the whole request had been read (monotonic) */
 	void *ctx;           /* handler state */
 	void (*ctx_free)(kreq_t *req);
 	loop_timer_t timer;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/thread.h"
+#include "core/clock.h"
 #include "core/compat.h"
 #include "core/fl_assert.h"
 #include "core/log.h"
@@ -330,6 +331,7 @@ static bool conn_parse(kconn_t *c)
 		ASSERT(req->frame != NULL);
 		memcpy(req->frame, c->in.data + pos + 4, (size_t)size);
 		req->frame_len = (size_t)size;
+		req->start_ns = clock_mono_ns(clock_system());
 		pos += 4 + (size_t)size;
 		if (c->tail)
 			c->tail->next = req;

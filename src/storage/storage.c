@@ -36,16 +36,20 @@ void partition_stats_append(struct partition_stats *ps, size_t bytes, int32_t re
 	atomic_fetch_add_explicit(&ps->s.append_records, (uint64_t)records, memory_order_relaxed);
 }
 
-void partition_stats_fsync(struct partition_stats *ps, int64_t ns)
+void stats_hist_observe(stats_hist_t *h, int64_t ns)
 {
-	if (ps == NULL)
-		return;
-	atomic_fetch_add_explicit(&ps->s.fsyncs, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&ps->s.fsync_ns_sum, (uint64_t)ns, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->ns_sum, (uint64_t)ns, memory_order_relaxed);
 	double secs = (double)ns / 1e9;
 	for (int i = 0; i < STATS_FSYNC_BUCKETS; i++)
 		if (secs <= storage_fsync_bucket_le[i])
-			atomic_fetch_add_explicit(&ps->s.fsync_bucket[i], 1, memory_order_relaxed); /* cumulative */
+			atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed); /* cumulative */
+}
+
+void partition_stats_fsync(struct partition_stats *ps, int64_t ns)
+{
+	if (ps != NULL)
+		stats_hist_observe(&ps->s.fsync, ns);
 }
 
 struct topic {

@@ -126,10 +126,17 @@ bool storage_cancel_commit_wait(storage_t *st, commit_waiter_t *w);
 /* --- counters for /metrics, shared by every front door (relaxed atomics) --- */
 #define STATS_FSYNC_BUCKETS 12
 extern const double storage_fsync_bucket_le[STATS_FSYNC_BUCKETS]; /* seconds; the last is +Inf */
+/* A latency histogram with the buckets above (cumulative, as Prometheus wants them). */
+typedef struct {
+	_Atomic uint64_t count, ns_sum, bucket[STATS_FSYNC_BUCKETS];
+} stats_hist_t;
+void stats_hist_observe(stats_hist_t *h, int64_t ns);
+
 typedef struct {
 	_Atomic uint64_t appends, append_bytes, append_records;
 	_Atomic uint64_t fetches, fetch_bytes;
-	_Atomic uint64_t fsyncs, fsync_ns_sum, fsync_bucket[STATS_FSYNC_BUCKETS];
+	stats_hist_t fsync;            /* group-commit fsync rounds, one partition each */
+	stats_hist_t kafka_produce[2]; /* Produce, the request read -> its answer ready: [0] acks=1, [1] acks=all */
 	_Atomic int64_t kafka_connections;
 } storage_stats_t;
 

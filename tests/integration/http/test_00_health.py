@@ -3,6 +3,7 @@ import re
 import subprocess
 
 from conftest import ce
+from test_40_kafka import kafka_produce
 
 
 def test_healthz_readyz(server):
@@ -19,6 +20,8 @@ def scrape_after_traffic(server):
     assert r.status == 200, r
     assert server.post_structured("metrics.a", ce(0)).status == 200  # a duplicate
     assert server.get("/v1/topics/nope").status == 404               # a 4xx
+    kafka_produce(server.bootstrap, "metrics-b", [{"value": b"k%d" % i} for i in range(5)], {"acks": "all"})
+    kafka_produce(server.bootstrap, "metrics-b", [{"value": b"one"}], {"acks": 1})
     r = server.get("/metrics")
     assert r.status == 200, r
     assert r.headers["content-type"].startswith("text/plain"), r.headers
@@ -41,6 +44,12 @@ def test_metrics_promtool(server):
               for p in range(3))
     assert hwm == 10, text
     assert 'factlog_partition_high_watermark{topic="metrics-b",partition="1"}' in samples, text
+    # Kafka produce latency, per acks: at least one request each, and every one within the +Inf bucket.
+    for acks in ("1", "all"):
+        n = int(samples['factlog_kafka_produce_duration_seconds_count{acks="%s"}' % acks])
+        assert n >= 1, text
+        assert samples['factlog_kafka_produce_duration_seconds_bucket{acks="%s",le="+Inf"}' % acks] == str(n), text
+        assert float(samples['factlog_kafka_produce_duration_seconds_sum{acks="%s"}' % acks]) > 0, text
 
 
 def test_metrics_families_are_contiguous(server):
@@ -54,6 +63,8 @@ def test_metrics_families_are_contiguous(server):
             continue
         m = re.match(r"# (?:HELP|TYPE) (\S+)", line)
         name = m.group(1) if m else re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)", line).group(1)
+        if not m and order and re.sub(r"_(bucket|sum|count)$", "", name) == order[-1]:
+            name = order[-1]  # a histogram's series belong to its family
         if not order or order[-1] != name:
             order.append(name)
     repeated = sorted({n for n in order if order.count(n) > 1})
