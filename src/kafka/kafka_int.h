@@ -68,7 +68,8 @@ struct kreq {
 	int32_t correlation_id;
 	slice_t client_id;   /* into frame */
 	loop_task_t task;    /* hand-offs to and from the group coordinator */
-	uint8_t *frame;      /* the request bytes after the length (owned) */
+	uint8_t *frame;      /* the request bytes after the length */
+	uint8_t *frame_alloc; /* what to free: frame, or the input buffer it lies in (taken from the connection) */
 	size_t frame_len;
 	reader_t r;          /* positioned at the body */
 	kresp_t resp;

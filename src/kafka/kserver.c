@@ -27,6 +27,7 @@
 #include "kafka/kafka_int.h"
 
 #define READ_CHUNK (256 * 1024)
+#define STEAL_MIN (64 * 1024) /* a frame at least this big, alone in the input buffer, is not copied out */
 
 void kafka_opts_default(kafka_opts_t *o)
 {
@@ -57,7 +58,7 @@ static void req_free(kreq_t *req)
 		log_range_release(&req->resp.files[i].range);
 	free(req->resp.files);
 	buf_free(&req->resp.mem);
-	free(req->frame);
+	free(req->frame_alloc);
 	free(req);
 }
 
@@ -327,12 +328,20 @@ static bool conn_parse(kconn_t *c)
 		kreq_t *req = calloc(1, sizeof *req);
 		ASSERT(req != NULL);
 		req->conn = c;
-		req->frame = malloc((size_t)size);
-		ASSERT(req->frame != NULL);
-		memcpy(req->frame, c->in.data + pos + 4, (size_t)size);
+		if (pos == 0 && c->in.len == 4 + (size_t)size && size >= STEAL_MIN) {
+			/* The buffer holds this one large frame and nothing else (a big produce, typically):
+			 * the request takes the buffer instead of a copy; the next read starts a new one. */
+			req->frame_alloc = c->in.data;
+			req->frame = c->in.data + 4;
+			c->in = (buf_t){ 0 };
+		} else {
+			req->frame = req->frame_alloc = malloc((size_t)size);
+			ASSERT(req->frame != NULL);
+			memcpy(req->frame, c->in.data + pos + 4, (size_t)size);
+			pos += 4 + (size_t)size;
+		}
 		req->frame_len = (size_t)size;
 		req->start_ns = clock_mono_ns(clock_system());
-		pos += 4 + (size_t)size;
 		if (c->tail)
 			c->tail->next = req;
 		else
