@@ -27,11 +27,15 @@
  * controller never takes rt->mu, so fn_stop (under rt->mu) can join it.
  * Ownership: fn->replay owns its replay; rt_replay_stop_fn and the next replay free it after joining its thread.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/thread.h"
 #include "core/fl_assert.h"
@@ -40,6 +44,7 @@
 
 #define RP_KAFKA_TIMEOUT_MS 10000
 #define RP_HANDOVER_ATTEMPTS 40 /* a second apart: covers a lost LeaveGroup's session timeout (10 s) */
+#define RP_RESUME_ATTEMPTS 30
 
 static const char *const state_names[] = { "starting", "running", "handing_over", "done", "failed", "cancelled" };
 
@@ -216,6 +221,270 @@ static err_t resolve(rt_replay_t *rp, char *err, size_t errcap)
 	return rc;
 }
 
+/* ---- the record: a replay outlives a restart -------------------------------------------------------------
+ *
+ * LOG_DIR/NAME.replay holds a replay that has not ended: its request (id, stream, from, to, then live) and,
+ * once resolved, every partition's range [from, end). It is written atomically (a temporary file, fsync,
+ * rename, fsync of the directory) before the request is answered, rewritten with the ranges before the
+ * bounded trigger starts, and removed when the replay ends for good: done (before the live trigger moves past
+ * the boundary), failed, or cancelled by a request. A replay that only stops because its function stops
+ * (SIGTERM, kill -9, a deploy that changes the function) keeps it, and the function's next start resumes it
+ * with the same ranges (fn_start, rt_replay_recorded): each partition from where the replay group committed,
+ * and, with `then live`, with the live trigger held stopped until the hand-over. Before the ranges are
+ * recorded, the replay group is committed at each range's start (with the range's end as metadata), so a
+ * position left by an earlier, finished replay is never taken for this one's.
+ */
+
+#define RECORD_BYTES_MAX (1 << 20)
+
+static void record_path(const runtime_t *rt, const char *name, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/%s.replay", rt->log_dir, name);
+}
+
+static err_t fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return ERR_SYS(errno);
+	err_t rc = fsync(fd) != 0 ? ERR_SYS(errno) : OK;
+	close(fd);
+	return rc;
+}
+
+/* Writes rp's record; with its ranges when `ranges`. */
+static err_t record_write(rt_replay_t *rp, bool ranges, char *err, size_t errcap)
+{
+	json_t *o = json_pack("{s:i,s:s,s:s,s:s,s:s,s:o,s:b,s:I}", "version", 1, "id", rp->id, "stream",
+			      rp->def.stream, "group", rp->group, "from", rp->from_text, "to",
+			      rp->has_to ? json_string(rp->to_text) : json_null(), "then_live", rp->then_live,
+			      "started", (json_int_t)rp->started_wall_ms);
+	if (ranges) {
+		json_t *a = json_array();
+		pthread_mutex_lock(&rp->mu);
+		for (int i = 0; i < rp->nparts; i++)
+			json_array_append_new(a, json_pack("[i,I,I]", (int)rp->parts[i].partition,
+							   (json_int_t)rp->parts[i].from, (json_int_t)rp->parts[i].end));
+		pthread_mutex_unlock(&rp->mu);
+		json_object_set_new(o, "ranges", a);
+	}
+	char *text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	char path[4200], tmp[4210];
+	record_path(rp->fn->rt, rp->fn->def->name, path, sizeof path);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	err_t rc = OK;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	size_t len = strlen(text);
+	if (fd < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) != 0)
+		rc = ERR_SYS(errno ? errno : EIO);
+	if (fd >= 0)
+		close(fd);
+	if (rc == OK && rename(tmp, path) != 0)
+		rc = ERR_SYS(errno);
+	if (rc == OK)
+		rc = fsync_dir(rp->fn->rt->log_dir);
+	if (rc != OK) {
+		unlink(tmp);
+		snprintf(err, errcap, "cannot record the replay in %s: %s", path, err_str(rc));
+	}
+	free(text);
+	return rc;
+}
+
+static void record_remove(runtime_t *rt, const char *name)
+{
+	char path[4200];
+	record_path(rt, name, path, sizeof path);
+	if (unlink(path) != 0 && errno != ENOENT)
+		log_error("replay: cannot remove %s: %s (a restart would resume an ended replay)", path,
+			  strerror(errno));
+	else if (fsync_dir(rt->log_dir) != OK)
+		log_warn("replay: cannot sync %s after removing %s", rt->log_dir, path);
+}
+
+void rt_replay_forget(runtime_t *rt, const char *name)
+{
+	record_remove(rt, name);
+}
+
+/* The ranges of a record ([[partition, from, end], ...]), or false when malformed. */
+static bool record_ranges(json_t *a, rt_rp_part_t **out, int *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (a == NULL)
+		return true;
+	if (!json_is_array(a) || json_array_size(a) == 0 || json_array_size(a) > 100000)
+		return false;
+	rt_rp_part_t *v = calloc(json_array_size(a), sizeof *v);
+	ASSERT(v != NULL);
+	size_t i;
+	json_t *e;
+	json_array_foreach(a, i, e) {
+		json_int_t p, from, end;
+		if (json_unpack(e, "[I,I,I]", &p, &from, &end) != 0 || p < 0 || p > INT32_MAX || from < 0 ||
+		    end < from || (i > 0 && p <= v[i - 1].partition)) {
+			free(v);
+			return false;
+		}
+		v[i] = (rt_rp_part_t){ .partition = (int32_t)p, .from = from, .end = end, .pos = from };
+	}
+	*out = v;
+	*n = (int)json_array_size(a);
+	return true;
+}
+
+static rt_replay_t *replay_new(rt_fn_t *fn, int trigger, const runtime_replay_req_t *req, const rt_rp_bound_t *from,
+			       const rt_rp_bound_t *to);
+static int pick_trigger(const rt_fn_t *fn, const char *stream, char *err, size_t errcap);
+
+/* Builds the replay a record describes; NULL with why in err when the record is unusable. */
+static rt_replay_t *record_parse(rt_fn_t *fn, json_t *o, char *err, size_t errcap)
+{
+	const char *id = NULL, *stream = NULL, *from = NULL;
+	json_t *to = NULL, *ranges = NULL;
+	int version = 0, then_live = 0;
+	rt_rp_bound_t fb, tb;
+	if (json_unpack(o, "{s:i,s:s,s:s,s:s,s:o,s:b,s?o}", "version", &version, "id", &id, "stream", &stream,
+			"from", &from, "to", &to, "then_live", &then_live, "ranges", &ranges) != 0 ||
+	    version != 1 || strlen(id) != 16 || strspn(id, "0123456789abcdef") != 16 || strlen(from) >= 64 ||
+	    !bound_parse(from, &fb) ||
+	    !(json_is_null(to) || (json_is_string(to) && strlen(json_string_value(to)) < 64 &&
+				   bound_parse(json_string_value(to), &tb)))) {
+		snprintf(err, errcap, "it is malformed");
+		return NULL;
+	}
+	rt_rp_part_t *parts;
+	int nparts;
+	if (!record_ranges(ranges, &parts, &nparts)) {
+		snprintf(err, errcap, "its ranges are malformed");
+		return NULL;
+	}
+	int ti = pick_trigger(fn, stream, err, errcap);
+	if (ti < 0) {
+		free(parts);
+		return NULL;
+	}
+	runtime_replay_req_t req = { .from = from, .to = json_string_value(to), .stream = stream,
+				     .then_live = then_live };
+	rt_replay_t *rp = replay_new(fn, ti, &req, &fb, json_is_null(to) ? NULL : &tb);
+	memcpy(rp->id, id, 16);
+	rp->recovered = true;
+	rp->rec_parts = parts;
+	rp->rec_nparts = nparts;
+	return rp;
+}
+
+rt_replay_t *rt_replay_recorded(rt_fn_t *fn, int *held)
+{
+	*held = -1;
+	char path[4200], err[512] = "";
+	record_path(fn->rt, fn->def->name, path, sizeof path);
+	json_error_t je;
+	json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	if (o == NULL) {
+		if (access(path, F_OK) != 0)
+			return NULL; /* no replay was running */
+		snprintf(err, sizeof err, "it is not JSON (%s)", je.text);
+	}
+	struct stat st;
+	rt_replay_t *rp = NULL;
+	if (o != NULL && stat(path, &st) == 0 && st.st_size > RECORD_BYTES_MAX)
+		snprintf(err, sizeof err, "it is larger than %d bytes", RECORD_BYTES_MAX);
+	else if (o != NULL)
+		rp = record_parse(fn, o, err, sizeof err);
+	json_decref(o);
+	if (rp == NULL) {
+		char bad[4210];
+		snprintf(bad, sizeof bad, "%s.bad", path);
+		rt_fn_log(fn, "replay: the record %s cannot be resumed: %s (kept as %s)", path, err, bad);
+		if (rename(path, bad) != 0)
+			record_remove(fn->rt, fn->def->name);
+		return NULL;
+	}
+	if (rp->then_live)
+		*held = rp->trigger;
+	rt_fn_log(fn, "replay %s of %s: resuming after a restart%s", rp->id, rp->def.stream,
+		  rp->then_live ? "; the live trigger waits for its hand-over" : "");
+	return rp;
+}
+
+/* Commits every range's start to the replay group, with its end as the metadata (see the record above). */
+static err_t commit_starts(rt_replay_t *rp, char *err, size_t errcap)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(rp->nparts > 0 ? rp->nparts : 1);
+	for (int i = 0; i < rp->nparts; i++) {
+		const rt_rp_part_t *r = &rp->parts[i];
+		if (r->from >= r->end)
+			continue;
+		rd_kafka_topic_partition_t *t = rd_kafka_topic_partition_list_add(l, rp->def.stream, r->partition);
+		char md[64];
+		int n = snprintf(md, sizeof md, RT_REPLAY_METADATA "%" PRId64, r->end);
+		t->offset = r->from;
+		t->metadata = strdup(md); /* the list frees it */
+		t->metadata_size = (size_t)n;
+	}
+	rd_kafka_resp_err_t e = l->cnt > 0 ? rd_kafka_commit(rp->tr.consumer, l, 0) : RD_KAFKA_RESP_ERR_NO_ERROR;
+	for (int i = 0; e == RD_KAFKA_RESP_ERR_NO_ERROR && i < l->cnt; i++)
+		e = l->elems[i].err;
+	rd_kafka_topic_partition_list_destroy(l);
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		snprintf(err, errcap, "committing the range starts to %s: %s", rp->group, rd_kafka_err2str(e));
+		return ERR_CLOSED;
+	}
+	return OK;
+}
+
+/* A recovered replay's ranges are its record's; each partition starts where the replay group committed
+ * (commit_starts made sure that is this replay's own position). The broker may have just started with us:
+ * reading the positions is tried for up to RP_RESUME_ATTEMPTS seconds. */
+static err_t resolve_recorded(rt_replay_t *rp, char *err, size_t errcap)
+{
+	pthread_mutex_lock(&rp->mu);
+	rp->parts = rp->rec_parts;
+	rp->nparts = rp->rec_nparts;
+	rp->rec_parts = NULL;
+	pthread_mutex_unlock(&rp->mu);
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(rp->nparts);
+	for (int i = 0; i < rp->nparts; i++)
+		rd_kafka_topic_partition_list_add(l, rp->def.stream, rp->parts[i].partition);
+	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TRANSPORT;
+	for (int attempt = 0; attempt < RP_RESUME_ATTEMPTS && !atomic_load(&rp->cancel); attempt++) {
+		if (attempt > 0)
+			nanosleep(&(struct timespec){ .tv_sec = 1 }, NULL);
+		e = rd_kafka_committed(rp->tr.consumer, l, RP_KAFKA_TIMEOUT_MS);
+		for (int i = 0; e == RD_KAFKA_RESP_ERR_NO_ERROR && i < l->cnt; i++)
+			e = l->elems[i].err;
+		if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+			break;
+	}
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		snprintf(err, errcap, "cannot read the position of %s: %s", rp->group, rd_kafka_err2str(e));
+		rd_kafka_topic_partition_list_destroy(l);
+		return ERR_CLOSED;
+	}
+	size_t mlen = strlen(RT_REPLAY_METADATA);
+	pthread_mutex_lock(&rp->mu);
+	rp->total = 0;
+	for (int i = 0; i < rp->nparts; i++) {
+		rt_rp_part_t *r = &rp->parts[i];
+		const rd_kafka_topic_partition_t *t = &l->elems[i];
+		char md[48] = "";
+		if (t->metadata != NULL && t->metadata_size < sizeof md)
+			memcpy(md, t->metadata, t->metadata_size);
+		bool ours = strncmp(md, RT_REPLAY_METADATA, mlen) == 0 && strtoll(md + mlen, NULL, 10) == r->end;
+		if (ours && t->offset > r->from && t->offset <= r->end) {
+			r->from = r->pos = t->offset;
+			r->resumed = true;
+		}
+		rp->total += r->end - r->from;
+	}
+	pthread_mutex_unlock(&rp->mu);
+	rd_kafka_topic_partition_list_destroy(l);
+	return OK;
+}
+
 /* ---- the hand-over ----------------------------------------------------------------------------------- */
 
 /* Commits every partition's end to the live group and reads it back. The live trigger is stopped, so the
@@ -337,7 +606,17 @@ static void *replay_main(void *arg)
 	}
 	if (atomic_load(&rp->cancel))
 		goto out;
-	if (rt_trigger_open(&rp->tr, err, sizeof err) != OK || resolve(rp, err, sizeof err) != OK) {
+	err_t rc = rt_trigger_open(&rp->tr, err, sizeof err);
+	if (rc == OK && rp->rec_parts != NULL) {
+		rc = resolve_recorded(rp, err, sizeof err);
+	} else if (rc == OK) {
+		rc = resolve(rp, err, sizeof err);
+		if (rc == OK)
+			rc = commit_starts(rp, err, sizeof err);
+		if (rc == OK)
+			rc = record_write(rp, true, err, sizeof err);
+	}
+	if (rc != OK) {
 		final = RP_FAILED;
 		goto out;
 	}
@@ -359,6 +638,13 @@ static void *replay_main(void *arg)
 	}
 out:
 	rt_trigger_stop(&rp->tr);
+	/* Ended for good: the record goes before the live trigger can move past the boundary. Stopped with its
+	 * function: the record stays, and the function's next start resumes the replay. */
+	if (!atomic_load(&rp->fn_stopping) || atomic_load(&rp->cancelled))
+		record_remove(fn->rt, fn->def->name);
+	else
+		rt_fn_log(fn, "replay %s of %s: stopped with the function; its next start resumes it", rp->id,
+			  rp->def.stream);
 	if (held && !atomic_load(&rp->fn_stopping)) {
 		char lerr[512] = "";
 		if (rt_trigger_start(live, lerr, sizeof lerr) != OK)
@@ -383,6 +669,7 @@ static void replay_free(rt_replay_t *rp)
 	pthread_mutex_destroy(&rp->mu);
 	pthread_cond_destroy(&rp->cond);
 	free(rp->parts);
+	free(rp->rec_parts);
 	free(rp);
 }
 
@@ -407,6 +694,7 @@ static json_t *replay_json(rt_replay_t *rp)
 	json_object_set_new(o, "from", json_string(rp->from_text));
 	json_object_set_new(o, "to", rp->has_to ? json_string(rp->to_text) : json_null());
 	json_object_set_new(o, "then", rp->then_live ? json_string("live") : json_null());
+	json_object_set_new(o, "recovered", json_boolean(rp->recovered));
 	json_t *parts = json_array();
 	for (int i = 0; i < rp->nparts && rp->state != RP_STARTING; i++) {
 		const rt_rp_part_t *r = &rp->parts[i];
@@ -569,14 +857,23 @@ err_t runtime_replay_start(runtime_t *rt, const char *name, const runtime_replay
 		}
 	}
 	rt_replay_t *rp = replay_new(fn, ti, req, &from, req->to != NULL ? &to : NULL);
+	err_t rc = record_write(rp, false, err, errcap); /* durable before it is accepted */
+	if (rc != OK) {
+		pthread_mutex_unlock(&fn->rp_mu);
+		pthread_mutex_unlock(&rt->mu);
+		replay_free(rp);
+		return rc;
+	}
 	fn->replay = rp;
 	pthread_mutex_unlock(&fn->rp_mu);
 	if (old != NULL)
 		replay_free(old); /* it ended: its thread is returning */
-	if (pthread_create(&rp->thread, NULL, replay_main, rp) == 0)
+	if (pthread_create(&rp->thread, NULL, replay_main, rp) == 0) {
 		rp->thread_started = true;
-	else
+	} else {
+		record_remove(fn->rt, fn->def->name);
 		set_state(rp, RP_FAILED, "cannot start a thread");
+	}
 	*out = replay_json(rp);
 	pthread_mutex_unlock(&rt->mu);
 	return OK;
@@ -595,6 +892,7 @@ err_t runtime_replay_cancel(runtime_t *rt, const char *name, json_t **out, char 
 		if (rp != NULL) {
 			pthread_mutex_lock(&rp->mu);
 			if (rp->state < RP_DONE) {
+				atomic_store(&rp->cancelled, true);
 				atomic_store(&rp->cancel, true);
 				pthread_cond_broadcast(&rp->cond);
 				rc = OK;
@@ -609,4 +907,18 @@ err_t runtime_replay_cancel(runtime_t *rt, const char *name, json_t **out, char 
 	}
 	pthread_mutex_unlock(&rt->mu);
 	return rc;
+}
+
+void rt_replay_resume(rt_fn_t *fn, rt_replay_t *rp)
+{
+	pthread_mutex_lock(&fn->rp_mu);
+	ASSERT(fn->replay == NULL);
+	fn->replay = rp;
+	pthread_mutex_unlock(&fn->rp_mu);
+	if (pthread_create(&rp->thread, NULL, replay_main, rp) == 0) {
+		rp->thread_started = true;
+	} else {
+		record_remove(fn->rt, fn->def->name);
+		set_state(rp, RP_FAILED, "cannot start a thread");
+	}
 }

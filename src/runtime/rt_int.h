@@ -258,7 +258,11 @@ struct rt_replay {
 	pthread_t thread;
 	bool thread_started;
 	atomic_bool cancel;      /* set by a DELETE or by the function's stop */
-	atomic_bool fn_stopping; /* the function stops: do not start its live trigger again */
+	atomic_bool fn_stopping; /* the function stops: do not start its live trigger again; keep the record */
+	atomic_bool cancelled;   /* a request cancelled it: its record goes even if the function stops too */
+	bool recovered;          /* started again from its record after the function (or server) restarted */
+	rt_rp_part_t *rec_parts; /* recovered: the ranges its record holds (NULL: not resolved before) */
+	int rec_nparts;
 	pthread_mutex_t mu;      /* the fields below */
 	pthread_cond_t cond;     /* signalled as progress is noted */
 	int state;
@@ -300,8 +304,17 @@ int rt_pool_cancel(rt_fn_t *fn, rt_trigger_t *tr, bool only_unassigned);
 void rt_pool_stop(rt_fn_t *fn);
 
 /* replay.c */
-/* Cancels and frees the function's replay, if any; its live trigger is left stopped if the replay held it. */
+/* Cancels and frees the function's replay, if any; its live trigger is left stopped if the replay held it.
+ * A replay that had not ended keeps its record (LOG_DIR/NAME.replay): the function's next start resumes it. */
 void rt_replay_stop_fn(rt_fn_t *fn);
+/* The replay the function's record says had not ended, built but not started, or NULL (none; or unusable:
+ * logged and set aside). *held: the index of the trigger its `then live` hand-over holds stopped, or -1;
+ * fn_start leaves that trigger stopped so the live group cannot move before the hand-over. */
+rt_replay_t *rt_replay_recorded(rt_fn_t *fn, int *held);
+/* Starts a replay rt_replay_recorded returned (taken): fn->replay owns it from then on. */
+void rt_replay_resume(rt_fn_t *fn, rt_replay_t *rp);
+/* Removes the record of function `name` (it left the app: nothing is to resume). */
+void rt_replay_forget(runtime_t *rt, const char *name);
 /* The function's replay as JSON, or NULL when it has none (new reference). */
 json_t *rt_replay_json_fn(rt_fn_t *fn);
 

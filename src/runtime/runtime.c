@@ -373,17 +373,29 @@ static rt_fn_t *fn_start(runtime_t *rt, rt_app_t *app, const fn_def_t *def, char
 		rt_fn_log(fn, "cannot create the state directory %s: %s", fn->state_var + 18, strerror(errno));
 	fn->ntriggers = def->ntriggers;
 	fn->triggers = calloc((size_t)def->ntriggers, sizeof *fn->triggers);
+	/* A replay that had not ended when the function last stopped resumes; with `then live` its trigger
+	 * stays stopped until the hand-over (the live group must not move before it). */
+	for (int i = 0; i < def->ntriggers; i++) {
+		fn->triggers[i].fn = fn;
+		fn->triggers[i].def = &def->triggers[i];
+		fn->triggers[i].index = i;
+	}
+	int held = -1;
+	rt_replay_t *rp = rt_replay_recorded(fn, &held);
 	rt_pool_start_min(fn);
 	for (int i = 0; i < def->ntriggers; i++) {
 		rt_trigger_t *tr = &fn->triggers[i];
-		tr->fn = fn;
-		tr->def = &def->triggers[i];
-		tr->index = i;
+		if (i == held) {
+			rt_trigger_set_state(tr, RT_REPLAY_HELD);
+			continue;
+		}
 		if (rt_trigger_start(tr, err, errcap) != OK) {
 			fn->ntriggers = i + 1;
-			return fn; /* the caller stops it */
+			break; /* the caller stops it (the replay keeps its record) */
 		}
 	}
+	if (rp != NULL)
+		rt_replay_resume(fn, rp);
 	rt_fn_log(fn, "function %s started (%d trigger(s))", def->name, def->ntriggers);
 	return fn;
 }
@@ -536,8 +548,12 @@ err_t runtime_deploy(runtime_t *rt, app_t *app, char *err, size_t errcap)
 			fns[nfns++] = old[i];
 			old[i] = NULL;
 		} else {
+			char *gone = nd == NULL ? strdup(old[i]->def->name) : NULL; /* fn_stop frees the definition */
 			fn_stop(old[i]);
 			old[i] = NULL;
+			if (gone != NULL)
+				rt_replay_forget(rt, gone); /* it left the app: nothing to resume */
+			free(gone);
 		}
 	}
 	for (int i = 0; i < app->nfunctions; i++) {

@@ -1031,14 +1031,18 @@ err_t rt_trigger_open(rt_trigger_t *tr, char *err, size_t errcap)
 	return OK;
 }
 
-err_t rt_trigger_start(rt_trigger_t *tr, char *err, size_t errcap)
+static void mu_init(rt_trigger_t *tr)
 {
-	ASSERT(!tr->thread_started);
 	if (!tr->mu_ready) {
 		pthread_mutex_init(&tr->mu, NULL);
 		pthread_cond_init(&tr->cond, NULL);
 		tr->mu_ready = true;
 	}
+}
+
+err_t rt_trigger_start(rt_trigger_t *tr, char *err, size_t errcap)
+{
+	ASSERT(!tr->thread_started);
 	rt_trigger_set_state(tr, "starting");
 	/* a trigger started again begins with a clean slate (rt_trigger_stop freed what it had) */
 	atomic_store(&tr->stop, false);
@@ -1106,8 +1110,7 @@ void rt_trigger_fini(rt_trigger_t *tr)
 
 void rt_trigger_set_state(rt_trigger_t *tr, const char *state)
 {
-	if (!tr->mu_ready)
-		return;
+	mu_init(tr); /* also for a trigger never started (held for a recovered replay) */
 	pthread_mutex_lock(&tr->mu);
 	snprintf(tr->state, sizeof tr->state, "%s", state);
 	pthread_mutex_unlock(&tr->mu);

@@ -194,8 +194,21 @@ def test_replay_then_live_with_producer_running(factlog_ledger):
     assert d["state"] == "running" and d["triggers"][0]["state"] == "running", d
 
 
+def interrupt(lg, how):
+    """Stops the server mid-replay: kill -9, or SIGTERM (the replay stops with its function and commits)."""
+    if how == "kill9":
+        lg.server.kill9()
+    else:
+        lg.server.stop()
+    time.sleep(0.5)  # workers orphaned by kill -9 finish the line they are writing
+
+
+def record_path(lg, name):
+    return os.path.join(lg.root, "data", "functions", name + ".replay")
+
+
 @pytest.mark.parametrize("how", ["kill9", "sigterm"])
-def test_replay_interrupted_and_resumed(factlog_ledger, how):
+def test_replay_resumes_by_itself_after_a_restart(factlog_ledger, how):
     lg = factlog_ledger
     out = os.path.join(lg.root, "out.jsonl")
     lg.start(STREAMS, {"orders": 3})
@@ -204,35 +217,152 @@ def test_replay_interrupted_and_resumed(factlog_ledger, how):
     # partition order: what was done is contiguous up to the batch in flight, so the redelivery is bounded
     deploy(lg, APP.format(run=handler_cmd(out, DELAY_MS=6), max_workers=2, batch=10, ordering="partition"))
     wait_assigned(lg, "rep")
-    r = post_replay(lg, "rep", {"from": "earliest"})
+    r = post_replay(lg, "rep", {"from": "earliest", "to": "latest"})
     assert r.status == 202, r
+    first_id = r.json()["id"]
+    assert os.path.exists(record_path(lg, "rep")), "the request is recorded before it is accepted"
     wait_until(lambda: len(read_out(out)) >= 400, 60, "part of the range replayed", interval=0.05)
-    if how == "kill9":
-        lg.server.kill9()
-    else:
-        lg.server.stop()  # the replay is cancelled, finishes its invocations in flight and commits
-    time.sleep(0.5)  # workers orphaned by kill -9 finish the line they are writing
+    interrupt(lg, how)
     before = read_out(out)
     assert len(before) < n, "the interruption came too late to test anything"
-    lg.server.start()
-    wait_assigned(lg, "rep")
-    r = post_replay(lg, "rep", {"from": "earliest"})
-    assert r.status == 202, r
+    with open(record_path(lg, "rep")) as f:
+        rec = json.load(f)
+    assert rec["id"] == first_id and rec["to"] == "latest" and rec["then_live"] is False, rec
+    assert sorted(tuple(x) for x in rec["ranges"]) == \
+        sorted((p, 0, sum(1 for _, q, _ in history if q == p)) for p in range(3)), rec
+
+    lg.server.start()  # no new request: the function's start resumes the recorded replay
     rp = wait_replay(lg, "rep")
+    assert rp["id"] == first_id and rp["recovered"] is True and rp["to"] == "latest", rp
+    assert not os.path.exists(record_path(lg, "rep")), "an ended replay leaves no record"
     rows = read_out(out)
     after = [(r["partition"], r["offset"]) for r in rows[len(before):]]
+    assert all(is_replay(r) for r in rows), "the live trigger (start: latest) had nothing to do"
     assert {(r["partition"], r["offset"]) for r in rows} == {(p, o) for _, p, o in history}, \
         "every event of the range processed at least once"
     resumed = {x["partition"]: x for x in rp["partitions"]}
     assert any(x["resumed"] and x["from"] > 0 for x in resumed.values()), rp
-    for p, o in after:
-        assert o >= resumed[p]["from"], "nothing below the resume point processed again"
     assert sorted(after) == sorted((p, o) for _, p, o in history if o >= resumed[p]["from"]), \
-        "the resumed replay processed its range once"
+        "the resumed replay processed the rest of its range once, nothing below its resume point"
     again = set(after) & {(r["partition"], r["offset"]) for r in before}
-    # at most the batch in flight and the last one done but not yet committed, per partition
-    assert len(again) <= 3 * 2 * 10, "only the last uncommitted batches are processed again: %d" % len(again)
+    if how == "sigterm":
+        assert not again, "a clean stop commits what was done: %d processed again" % len(again)
+    else:
+        # at most the batch in flight and the last one done but not yet committed, per partition
+        assert len(again) <= 3 * 2 * 10, "only the last uncommitted batches are processed again: %d" % len(again)
+    # an independent computation: each partition's values in offset order, from what was produced
+    want = {}
+    for i, (_, p, o) in enumerate(history):
+        want.setdefault(p, []).append(i)
+    got = {}
+    for r in sorted(rows, key=lambda r: (r["partition"], r["offset"])):
+        if not got.get(r["partition"]) or got[r["partition"]][-1] != r["data"]["i"]:
+            got.setdefault(r["partition"], []).append(r["data"]["i"])
+    assert got == want
     assert rp["events_total"] == sum(x["to"] - x["from"] for x in rp["partitions"])
+    rc, text, err = run_cli("functions", "describe", "rep", "--url", lg.server.base)
+    assert rc == 0, err
+    d = json.loads(text)
+    assert d["replay"]["recovered"] is True and d["replay"]["state"] == "done" and d["state"] == "running", d
+
+
+@pytest.mark.parametrize("how", ["kill9", "sigterm"])
+def test_replay_then_live_resumes_after_a_restart_with_a_producer_running(factlog_ledger, how):
+    lg = factlog_ledger
+    out = os.path.join(lg.root, "out.jsonl")
+    lg.start(APP.format(run=handler_cmd(out, DELAY_MS=2), max_workers=2, batch=10, ordering="key"), {"orders": 3})
+    wait_assigned(lg, "rep")
+    with BackgroundProducer(lg.bootstrap) as bp:
+        wait_until(lambda: len(read_out(out)) >= 300, 60, "live events processed", interval=0.1)
+        r = post_replay(lg, "rep", {"from": "earliest", "then": "live"})
+        assert r.status == 202, r
+        wait_until(lambda: sum(1 for r in read_out(out) if is_replay(r)) >= 150, 60, "part of the range replayed",
+                   interval=0.05)
+        interrupt(lg, how)
+        with open(record_path(lg, "rep")) as f:
+            rec = json.load(f)
+        assert rec["then_live"] is True and "ranges" in rec, rec
+        boundary = {p: end for p, _, end in rec["ranges"]}
+        live_below = sorted((r["partition"], r["offset"]) for r in read_out(out)
+                            if not is_replay(r) and r["offset"] < boundary[r["partition"]])
+        lg.server.start()
+        d = lg.describe("rep")
+        assert d["triggers"][0]["state"] == "stopped for a replay", "the live trigger waits for the hand-over"
+        rp = wait_replay(lg, "rep", timeout=180)
+        assert rp["recovered"] is True and rp["then"] == "live", rp
+        assert {x["partition"]: x["to"] for x in rp["partitions"]} == boundary, "the recorded boundary holds"
+        n_at_done = len(bp.receipts)
+        wait_until(lambda: len(bp.receipts) >= n_at_done + 300, 60, "more produced after the hand-over",
+                   interval=0.1)
+    assert not bp.errors, bp.errors
+    receipts = set(bp.receipts)
+    assert len(receipts) == len(bp.receipts)
+    wait_until(lambda: {(r["partition"], r["offset"]) for r in read_out(out)} >= receipts, 60,
+               "every event processed", interval=0.2)
+    assert not os.path.exists(record_path(lg, "rep"))
+    rows = read_out(out)
+    replayed = [(r["partition"], r["offset"]) for r in rows if is_replay(r)]
+    assert set(replayed) == {(p, o) for p, o in receipts if o < boundary[p]}, \
+        "the replay processed every event below the boundary, and nothing past it"
+    if how == "sigterm":
+        assert len(replayed) == len(set(replayed)), "a clean stop: each replayed event once"
+    else:
+        assert len(replayed) - len(set(replayed)) <= 3 * 2 * 10, "only the uncommitted batches again"
+    live_after = sorted((r["partition"], r["offset"]) for r in rows
+                        if not is_replay(r) and r["offset"] >= boundary[r["partition"]])
+    assert live_after == sorted((p, o) for p, o in receipts if o >= boundary[p]), \
+        "the live trigger processed exactly the events at or past the boundary, once each"
+    assert sorted((r["partition"], r["offset"]) for r in rows
+                  if not is_replay(r) and r["offset"] < boundary[r["partition"]]) == live_below, \
+        "after the restart the live trigger processed nothing below the boundary"
+    assert len(live_below) == len(set(live_below))
+    # an independent computation: per key, the values produced at or past the boundary, in order
+    by_off = {}
+    for r in rows:
+        by_off[(r["partition"], r["offset"])] = r
+    want, got = {}, {}
+    for p, o in sorted(receipts):
+        if o >= boundary[p]:
+            r = by_off[(p, o)]
+            want.setdefault(r["key"], []).append(r["data"]["i"])
+    for r in rows:
+        if not is_replay(r) and r["offset"] >= boundary[r["partition"]]:
+            got.setdefault(r["key"], []).append(r["data"]["i"])
+    assert got == {k: sorted(v) for k, v in want.items()}, "per key, live events in produce order"
+    hwm = {p: max(o for q, o in receipts if q == p) + 1 for p in range(3)}
+    wait_until(lambda: lg.committed("rep", "orders") == hwm, 30, "the live group committed everything",
+               interval=0.2)
+    d = lg.describe("rep")
+    assert d["state"] == "running" and d["triggers"][0]["state"] == "running", d
+
+
+def test_replay_record_removed_when_cancelled_or_function_removed(factlog_ledger):
+    lg = factlog_ledger
+    out = os.path.join(lg.root, "out.jsonl")
+    lg.start(STREAMS, {"orders": 3})
+    lg.produce("orders", [("k%d" % (i % 10), {"i": i}, None) for i in range(600)])
+    deploy(lg, APP.format(run=handler_cmd(out, DELAY_MS=20), max_workers=1, batch=5, ordering="key"))
+    wait_assigned(lg, "rep")
+    assert post_replay(lg, "rep", {"from": "earliest"}).status == 202
+    assert lg.server.request("DELETE", "/v1/functions/rep/replay").status == 202
+    wait_replay(lg, "rep", states=("cancelled",))
+    assert not os.path.exists(record_path(lg, "rep")), "a cancelled replay is not resumed"
+    lg.server.stop()
+    lg.server.start()
+    assert "replay" not in lg.describe("rep"), "nothing resumed after the restart"
+    # a function that leaves the app takes its unfinished replay with it
+    assert post_replay(lg, "rep", {"from": "earliest"}).status == 202
+    deploy(lg, STREAMS)
+    assert not os.path.exists(record_path(lg, "rep"))
+    # a record that cannot be used is set aside with a note, and the function starts normally
+    deploy(lg, APP.format(run=handler_cmd(out), max_workers=1, batch=5, ordering="key"))
+    lg.server.stop()
+    with open(record_path(lg, "rep"), "w") as f:
+        f.write('{"version": 1, "id": "zz"}')
+    lg.server.start()
+    wait_assigned(lg, "rep")
+    assert "replay" not in lg.describe("rep")
+    assert os.path.exists(record_path(lg, "rep") + ".bad") and not os.path.exists(record_path(lg, "rep"))
 
 
 def test_replay_bad_input_conflict_and_cancel(factlog_ledger):
