@@ -45,6 +45,8 @@ static const char serve_usage[] =
 	"                       credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n"
 	"  --s3-region R        the region to sign for (default us-east-1)\n"
 	"  --archive-check-ms N how often sealed segments are looked for (default 10000)\n"
+	"  --archive-cache-bytes N  S3: the most bytes of archived segments kept downloaded in\n"
+	"                       DATA/archive-cache, least recently used evicted first (default 1073741824)\n"
 	"  --app FILE           run the functions of this app file (factlog.yml) against this server;\n"
 	"                       `factlog deploy FILE` replaces it later without a restart\n"
 	"  --log-level LEVEL    debug, info (default), warn, error\n"
@@ -122,6 +124,7 @@ int cmd_serve(int argc, char **argv)
 		{ "s3-endpoint", required_argument, NULL, 'E' },
 		{ "s3-region", required_argument, NULL, 'Z' },
 		{ "archive-check-ms", required_argument, NULL, 'K' },
+		{ "archive-cache-bytes", required_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	cli_storage_flags_t f = { 0 };
@@ -135,7 +138,7 @@ int cmd_serve(int argc, char **argv)
 	char listen_host[256], adv_host[256];
 	const char *app_file = NULL;
 	const char *archive = NULL, *s3_endpoint = NULL, *s3_region = NULL;
-	long long archive_check_ms = 10000;
+	long long archive_check_ms = 10000, archive_cache_bytes = -1; /* -1: the storage's default */
 	int c;
 	while ((c = getopt_long(argc, argv, "d:f:l:r:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -144,6 +147,7 @@ int cmd_serve(int argc, char **argv)
 		case 'E': s3_endpoint = optarg; break;
 		case 'Z': s3_region = optarg; break;
 		case 'K': archive_check_ms = atoll(optarg); break;
+		case 'Q': archive_cache_bytes = atoll(optarg); break;
 		case 'k':
 			if (parse_hostport(optarg, listen_host, sizeof listen_host, &ko.listen_port) != 0)
 				return 2;
@@ -177,7 +181,7 @@ int cmd_serve(int argc, char **argv)
 		default: fputs(serve_usage, stderr); return 2;
 		}
 	}
-	if (optind != argc || retention_ms <= 0 || archive_check_ms <= 0 || ko.default_partitions < 1 || ko.default_partitions > 10000 ||
+	if (optind != argc || retention_ms <= 0 || archive_check_ms <= 0 || (archive_cache_bytes != -1 && archive_cache_bytes < 65536) || ko.default_partitions < 1 || ko.default_partitions > 10000 ||
 	    ko.threads < 1 || ko.threads > 256 || ko.max_request_bytes < 1024 || ko.max_connections < 1 ||
 	    ko.group_initial_delay_ms < 0 || ko.group_initial_delay_ms > 300000 || ko.request_timeout_ms < 100) {
 		fputs(serve_usage, stderr);
@@ -197,6 +201,8 @@ int cmd_serve(int argc, char **argv)
 	o.s3_endpoint = s3_endpoint;
 	o.s3_region = s3_region;
 	o.archive_check_ms = archive_check_ms;
+	if (archive_cache_bytes != -1)
+		o.archive_cache_bytes = archive_cache_bytes;
 	if (flush_threads < 1 || flush_threads > STORAGE_FLUSH_THREADS_MAX) {
 		fputs(serve_usage, stderr);
 		return 2;

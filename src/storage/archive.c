@@ -3,8 +3,11 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,11 +18,28 @@
 #include "core/fl_assert.h"
 #include "core/log.h"
 
+/* One file of the S3 download cache. */
+typedef struct {
+	char *rel;      /* PREFIX/NAME, under the cache directory */
+	int64_t bytes;
+	uint64_t used;  /* the cache's clock when last handed to a reader: the least recent goes first */
+	int pins;       /* readers using it (archive_local_dir .. archive_local_done): never evicted */
+	bool doomed;    /* its prefix was deleted: removed at the last unpin */
+} cfile_t;
+
 struct archive {
 	bool s3;
 	char *root;     /* directory backend: the root; s3: the cache directory */
 	char *bucket, *prefix, *endpoint, *region, *userpwd, *sigv4;
 	char describe[600];
+	/* S3: the download cache, under cache_mu. Invariant: cache_bytes is the sum of files[].bytes, and
+	 * after every insertion cache_bytes <= cache_bytes_max unless the pinned files alone exceed it. */
+	pthread_mutex_t cache_mu;
+	cfile_t *files;
+	size_t nfiles, capfiles;
+	int64_t cache_bytes, cache_bytes_max;
+	uint64_t clock;
+	bool over_logged; /* "pinned files exceed the limit" was logged (until it fits again) */
 };
 
 static char *dupstr(const char *s)
@@ -160,15 +180,20 @@ static size_t on_read(char *dst, size_t size, size_t n, void *arg)
 	return k;
 }
 
-/* One S3 request. method: GET, PUT or DELETE. For PUT, the body is the file `in` or data/len. */
-static err_t s3_request(archive_t *a, const char *method, const char *key, FILE *in, int64_t in_len,
-			const void *data, size_t len, sink_t *sink, long *status)
+/* One S3 request. method: GET, PUT or DELETE. For PUT, the body is the file `in` or data/len. key NULL: a
+ * request on the bucket with `query` (already canonical: parameters sorted, values URI-encoded). */
+static err_t s3_request(archive_t *a, const char *method, const char *key, const char *query, FILE *in,
+			int64_t in_len, const void *data, size_t len, sink_t *sink, long *status)
 {
 	CURL *c = curl_easy_init();
 	if (c == NULL)
 		return ERR_SYS(ENOMEM);
-	char url[PATH_MAX + 512];
-	snprintf(url, sizeof url, "%s/%s/%s%s%s", a->endpoint, a->bucket, a->prefix, a->prefix[0] ? "/" : "", key);
+	char url[PATH_MAX + 2048];
+	if (key == NULL)
+		snprintf(url, sizeof url, "%s/%s?%s", a->endpoint, a->bucket, query ? query : "");
+	else
+		snprintf(url, sizeof url, "%s/%s/%s%s%s", a->endpoint, a->bucket, a->prefix, a->prefix[0] ? "/" : "",
+			 key);
 	struct curl_slist *h = curl_slist_append(NULL, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
@@ -212,6 +237,156 @@ static err_t s3_request(archive_t *a, const char *method, const char *key, FILE 
 	return OK;
 }
 
+/* --- the S3 download cache: bounded, least recently used first --- */
+
+static cfile_t *cache_find(archive_t *a, const char *rel)
+{
+	for (size_t i = 0; i < a->nfiles; i++)
+		if (strcmp(a->files[i].rel, rel) == 0)
+			return &a->files[i];
+	return NULL;
+}
+
+/* Removes files[i] from the index and its file from the disk (with its directory, once empty). */
+static void cache_remove(archive_t *a, size_t i)
+{
+	char path[PATH_MAX];
+	cfile_t *f = &a->files[i];
+	ASSERT(f->pins == 0);
+	if (snprintf(path, sizeof path, "%s/%s", a->root, f->rel) < (int)sizeof path) {
+		if (unlink(path) != 0 && errno != ENOENT)
+			log_warn("archive cache: cannot remove %s: %s", path, strerror(errno));
+		for (int up = 0; up < 2; up++) { /* PREFIX/PARTITION, then PREFIX: rmdir fails unless empty */
+			char *slash = strrchr(path, '/');
+			if (slash == NULL || slash <= path + strlen(a->root))
+				break;
+			*slash = 0;
+			if (rmdir(path) != 0)
+				break;
+		}
+	}
+	a->cache_bytes -= f->bytes;
+	ASSERT(a->cache_bytes >= 0);
+	free(f->rel);
+	a->files[i] = a->files[--a->nfiles];
+}
+
+/* Evicts unpinned files, least recently used first, until the cache fits its limit. */
+static void cache_evict(archive_t *a)
+{
+	while (a->cache_bytes > a->cache_bytes_max) {
+		size_t victim = a->nfiles;
+		for (size_t i = 0; i < a->nfiles; i++)
+			if ((a->files[i].pins == 0) && (victim == a->nfiles || a->files[i].used < a->files[victim].used))
+				victim = i;
+		if (victim == a->nfiles) {
+			if (!a->over_logged)
+				log_warn("archive cache: %" PRId64 " bytes in files being read exceed the limit of %" PRId64
+					 " bytes (more segments are read at once than fit)",
+					 a->cache_bytes, a->cache_bytes_max);
+			a->over_logged = true;
+			return;
+		}
+		cache_remove(a, victim);
+	}
+	a->over_logged = false;
+}
+
+static cfile_t *cache_add(archive_t *a, const char *rel, int64_t bytes)
+{
+	if (a->nfiles == a->capfiles) {
+		a->capfiles = a->capfiles ? a->capfiles * 2 : 64;
+		a->files = realloc(a->files, a->capfiles * sizeof *a->files);
+		ASSERT(a->files != NULL);
+	}
+	cfile_t *f = &a->files[a->nfiles++];
+	*f = (cfile_t){ .rel = dupstr(rel), .bytes = bytes, .used = ++a->clock };
+	a->cache_bytes += bytes;
+	return f;
+}
+
+static void cache_unpin(archive_t *a, const char *rel)
+{
+	cfile_t *f = cache_find(a, rel);
+	if (f == NULL)
+		return;
+	ASSERT(f->pins > 0);
+	if (--f->pins == 0 && f->doomed)
+		cache_remove(a, (size_t)(f - a->files));
+}
+
+/* nftw's callback for the startup scan (nftw takes no argument). */
+static _Thread_local archive_t *scanning;
+
+static int scan_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)ftw;
+	archive_t *a = scanning;
+	size_t rl = strlen(a->root);
+	if (type != FTW_F || strncmp(path, a->root, rl) != 0 || path[rl] != '/')
+		return 0;
+	size_t n = strlen(path);
+	if (n > 4 && strcmp(path + n - 4, ".tmp") == 0) { /* a download cut short */
+		unlink(path);
+		return 0;
+	}
+	cfile_t *f = cache_add(a, path + rl + 1, (int64_t)st->st_size);
+	f->used = (uint64_t)st->st_mtime; /* ordered by age until the clock below takes over */
+	return 0;
+}
+
+static int cmp_used(const void *x, const void *y)
+{
+	const cfile_t *f = x, *g = y;
+	return f->used < g->used ? -1 : f->used > g->used;
+}
+
+/* Indexes what an earlier run left in the cache directory and trims it to the limit. */
+static void cache_load(archive_t *a)
+{
+	scanning = a;
+	if (nftw(a->root, scan_entry, 16, FTW_PHYS) != 0)
+		log_warn("archive cache: cannot scan %s: %s", a->root, strerror(errno));
+	scanning = NULL;
+	qsort(a->files, a->nfiles, sizeof *a->files, cmp_used);
+	for (size_t i = 0; i < a->nfiles; i++)
+		a->files[i].used = ++a->clock;
+	cache_evict(a);
+	if (a->nfiles > 0)
+		log_info("archive cache %s: %zu file(s), %" PRId64 " bytes (limit %" PRId64 ")", a->root, a->nfiles,
+			 a->cache_bytes, a->cache_bytes_max);
+}
+
+/* Forgets (and removes) the cached files under prefix; a file being read goes at its last unpin. */
+static err_t cache_drop_prefix(archive_t *a, const char *prefix, size_t *dropped)
+{
+	size_t pl = strlen(prefix);
+	pthread_mutex_lock(&a->cache_mu);
+	for (size_t i = a->nfiles; i > 0; i--) {
+		cfile_t *f = &a->files[i - 1];
+		if (strncmp(f->rel, prefix, pl) != 0 || f->rel[pl] != '/')
+			continue;
+		if (f->pins > 0) {
+			f->doomed = true;
+		} else {
+			cache_remove(a, i - 1);
+			(*dropped)++;
+		}
+	}
+	pthread_mutex_unlock(&a->cache_mu);
+	return OK;
+}
+
+int64_t archive_cache_bytes(archive_t *a)
+{
+	if (!a->s3)
+		return 0;
+	pthread_mutex_lock(&a->cache_mu);
+	int64_t b = a->cache_bytes;
+	pthread_mutex_unlock(&a->cache_mu);
+	return b;
+}
+
 /* --- the interface --- */
 
 err_t archive_open(const archive_opts_t *o, archive_t **out, char *err, size_t errcap)
@@ -223,19 +398,20 @@ err_t archive_open(const archive_opts_t *o, archive_t **out, char *err, size_t e
 	}
 	archive_t *a = calloc(1, sizeof *a);
 	ASSERT(a != NULL);
+	pthread_mutex_init(&a->cache_mu, NULL);
 	if (strncmp(o->location, "s3://", 5) == 0) {
 		const char *b = o->location + 5, *slash = strchr(b, '/');
 		size_t bl = slash ? (size_t)(slash - b) : strlen(b);
 		if (bl == 0 || bl > 63) {
 			snprintf(err, errcap, "archive %s: expected s3://BUCKET[/PREFIX]", o->location);
-			free(a);
+			archive_close(a);
 			return ERR_INVALID;
 		}
 		const char *ak = o->access_key ? o->access_key : getenv("AWS_ACCESS_KEY_ID");
 		const char *sk = o->secret_key ? o->secret_key : getenv("AWS_SECRET_ACCESS_KEY");
 		if (ak == NULL || sk == NULL || !ak[0] || !sk[0]) {
 			snprintf(err, errcap, "archive %s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", o->location);
-			free(a);
+			archive_close(a);
 			return ERR_INVALID;
 		}
 		a->s3 = true;
@@ -267,6 +443,8 @@ err_t archive_open(const archive_opts_t *o, archive_t **out, char *err, size_t e
 			archive_close(a);
 			return ERR_INVALID;
 		}
+		a->cache_bytes_max = o->cache_bytes_max > 0 ? o->cache_bytes_max : ARCHIVE_CACHE_BYTES_DEFAULT;
+		cache_load(a);
 	} else {
 		a->root = dupstr(o->location);
 		err_t rc = mkdirs(a->root, true);
@@ -292,6 +470,10 @@ void archive_close(archive_t *a)
 	free(a->region);
 	free(a->userpwd);
 	free(a->sigv4);
+	for (size_t i = 0; i < a->nfiles; i++)
+		free(a->files[i].rel);
+	free(a->files);
+	pthread_mutex_destroy(&a->cache_mu);
 	free(a);
 }
 
@@ -329,7 +511,7 @@ err_t archive_put_file(archive_t *a, const char *key, const char *path)
 		return rc;
 	}
 	long status;
-	rc = s3_request(a, "PUT", key, f, (int64_t)stt.st_size, NULL, 0, NULL, &status);
+	rc = s3_request(a, "PUT", key, NULL, f, (int64_t)stt.st_size, NULL, 0, NULL, &status);
 	fclose(f);
 	return rc;
 }
@@ -342,7 +524,7 @@ err_t archive_put_bytes(archive_t *a, const char *key, const void *data, size_t 
 		return rc == OK ? dir_write(dst, -1, data, len) : rc;
 	}
 	long status;
-	return s3_request(a, "PUT", key, NULL, 0, data, len, NULL, &status);
+	return s3_request(a, "PUT", key, NULL, NULL, 0, data, len, NULL, &status);
 }
 
 err_t archive_get_bytes(archive_t *a, const char *key, buf_t *out)
@@ -372,7 +554,7 @@ err_t archive_get_bytes(archive_t *a, const char *key, buf_t *out)
 	}
 	sink_t s = { out, NULL };
 	long status;
-	return s3_request(a, "GET", key, NULL, 0, NULL, 0, &s, &status);
+	return s3_request(a, "GET", key, NULL, NULL, 0, NULL, 0, &s, &status);
 }
 
 err_t archive_delete(archive_t *a, const char *key)
@@ -385,8 +567,73 @@ err_t archive_delete(archive_t *a, const char *key)
 		return rc;
 	}
 	long status;
-	err_t rc = s3_request(a, "DELETE", key, NULL, 0, NULL, 0, NULL, &status);
+	err_t rc = s3_request(a, "DELETE", key, NULL, NULL, 0, NULL, 0, NULL, &status);
 	return rc == ERR_NOT_FOUND ? OK : rc;
+}
+
+/* Downloads KEY into tmp (in the cache directory, next to where it goes); *bytes: its size. */
+static err_t cache_download(archive_t *a, const char *key, const char *tmp, int64_t *bytes)
+{
+	err_t rc = mkdirs(tmp, false);
+	FILE *f = rc == OK ? fopen(tmp, "wb") : NULL;
+	if (rc == OK && f == NULL)
+		rc = ERR_SYS(errno);
+	if (rc != OK)
+		return rc;
+	sink_t s = { NULL, f };
+	long status;
+	rc = s3_request(a, "GET", key, NULL, NULL, 0, NULL, 0, &s, &status);
+	*bytes = (int64_t)ftello(f);
+	if (fclose(f) != 0 && rc == OK)
+		rc = ERR_SYS(errno);
+	if (rc != OK)
+		unlink(tmp);
+	return rc;
+}
+
+/* Pins the cached file rel (downloading it first if the cache lacks it). A download makes room (evicting)
+ * before its file takes its name, so the cached files never exceed the limit, downloads in progress aside. */
+static err_t cache_pin(archive_t *a, const char *rel, const char *dst)
+{
+	pthread_mutex_lock(&a->cache_mu);
+	cfile_t *f = cache_find(a, rel);
+	if (f != NULL && !f->doomed) {
+		f->pins++;
+		f->used = ++a->clock;
+		pthread_mutex_unlock(&a->cache_mu);
+		return OK;
+	}
+	pthread_mutex_unlock(&a->cache_mu);
+	char tmp[PATH_MAX + 32];
+	snprintf(tmp, sizeof tmp, "%s.%d.tmp", dst, (int)gettid());
+	int64_t bytes = 0;
+	err_t rc = cache_download(a, rel, tmp, &bytes); /* without the lock: it may take a while */
+	if (rc != OK)
+		return rc;
+	pthread_mutex_lock(&a->cache_mu);
+	f = cache_find(a, rel);
+	if (f != NULL) { /* another reader downloaded it meanwhile */
+		unlink(tmp);
+	} else {
+		f = cache_add(a, rel, bytes);
+		f->pins++;
+		cache_evict(a); /* never this one: it is pinned */
+		f = cache_find(a, rel);
+		ASSERT(f != NULL);
+		f->pins--;
+		if (rename(tmp, dst) != 0) {
+			rc = ERR_SYS(errno);
+			unlink(tmp);
+			cache_remove(a, (size_t)(f - a->files));
+			pthread_mutex_unlock(&a->cache_mu);
+			return rc;
+		}
+	}
+	f->doomed = false;
+	f->pins++;
+	f->used = ++a->clock;
+	pthread_mutex_unlock(&a->cache_mu);
+	return OK;
 }
 
 err_t archive_local_dir(archive_t *a, const char *prefix, const char *const *names, int nnames, char *dir,
@@ -395,30 +642,159 @@ err_t archive_local_dir(archive_t *a, const char *prefix, const char *const *nam
 	err_t rc = dir_path(a, prefix, dir, cap);
 	if (rc != OK || !a->s3)
 		return rc;
-	/* S3: download what the cache lacks, each file through a temporary name. */
-	for (int i = 0; i < nnames && rc == OK; i++) {
-		char dst[PATH_MAX], tmp[PATH_MAX + 8], key[PATH_MAX];
-		if (snprintf(dst, sizeof dst, "%s/%s", dir, names[i]) >= (int)sizeof dst ||
-		    snprintf(key, sizeof key, "%s/%s", prefix, names[i]) >= (int)sizeof key)
-			return ERR_INVALID;
-		if (access(dst, R_OK) == 0)
-			continue;
-		rc = mkdirs(dst, false);
-		snprintf(tmp, sizeof tmp, "%s.%d.tmp", dst, (int)gettid());
-		FILE *f = rc == OK ? fopen(tmp, "wb") : NULL;
-		if (rc == OK && f == NULL)
-			rc = ERR_SYS(errno);
+	int pinned = 0;
+	for (; pinned < nnames && rc == OK; pinned++) {
+		char dst[PATH_MAX], key[PATH_MAX];
+		if (snprintf(dst, sizeof dst, "%s/%s", dir, names[pinned]) >= (int)sizeof dst ||
+		    snprintf(key, sizeof key, "%s/%s", prefix, names[pinned]) >= (int)sizeof key)
+			rc = ERR_INVALID;
+		if (rc == OK)
+			rc = cache_pin(a, key, dst);
 		if (rc != OK)
 			break;
-		sink_t s = { NULL, f };
-		long status;
-		rc = s3_request(a, "GET", key, NULL, 0, NULL, 0, &s, &status);
-		if (fclose(f) != 0 && rc == OK)
-			rc = ERR_SYS(errno);
-		if (rc == OK && rename(tmp, dst) != 0)
-			rc = ERR_SYS(errno);
-		if (rc != OK)
-			unlink(tmp);
 	}
+	if (rc != OK)
+		archive_local_done(a, prefix, names, pinned);
+	return rc;
+}
+
+void archive_local_done(archive_t *a, const char *prefix, const char *const *names, int nnames)
+{
+	if (!a->s3)
+		return;
+	pthread_mutex_lock(&a->cache_mu);
+	for (int i = 0; i < nnames; i++) {
+		char rel[PATH_MAX];
+		if (snprintf(rel, sizeof rel, "%s/%s", prefix, names[i]) < (int)sizeof rel)
+			cache_unpin(a, rel);
+	}
+	cache_evict(a); /* files read past the limit go as soon as nobody reads them */
+	pthread_mutex_unlock(&a->cache_mu);
+}
+
+/* --- deleting a prefix --- */
+
+#define S3_LIST_PAGES_MAX 100000 /* of 1,000 keys: a bound, not a limit anyone reaches */
+
+/* nftw's callback (it takes no argument): bottom up, every file and directory. */
+static _Thread_local size_t removed_files;
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (type == FTW_DP)
+		return rmdir(path) == 0 || errno == ENOENT ? 0 : errno;
+	if (unlink(path) != 0)
+		return errno == ENOENT ? 0 : errno;
+	removed_files++;
+	return 0;
+}
+
+/* Removes dir and everything below it; a missing dir is not an error. */
+static err_t remove_tree(const char *dir, size_t *files)
+{
+	removed_files = 0;
+	int rc = nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	*files += removed_files;
+	if (rc != 0 && errno != ENOENT)
+		return ERR_SYS(rc > 0 ? rc : errno);
+	return OK;
+}
+
+/* The text of the first <tag>...</tag> at or after *pos (advanced past it), XML entities decoded, into out;
+ * false when there is none. */
+static bool xml_next(const char *xml, const char *tag, const char **pos, char *out, size_t cap)
+{
+	char open_tag[64], close_tag[64];
+	snprintf(open_tag, sizeof open_tag, "<%s>", tag);
+	snprintf(close_tag, sizeof close_tag, "</%s>", tag);
+	const char *b = strstr(*pos, open_tag);
+	const char *e = b ? strstr(b, close_tag) : NULL;
+	if (e == NULL)
+		return false;
+	b += strlen(open_tag);
+	*pos = e + strlen(close_tag);
+	static const char *const ent[][2] = { { "&amp;", "&" }, { "&lt;", "<" }, { "&gt;", ">" },
+					      { "&quot;", "\"" }, { "&apos;", "'" } };
+	size_t n = 0;
+	while (b < e && n + 1 < cap) {
+		size_t k = 0;
+		while (k < 5 && strncmp(b, ent[k][0], strlen(ent[k][0])) != 0)
+			k++;
+		out[n++] = k < 5 ? ent[k][1][0] : *b;
+		b += k < 5 ? strlen(ent[k][0]) : 1;
+	}
+	out[n] = 0;
+	(void)xml;
+	return b == e;
+}
+
+/* S3: lists the keys under `prefix` (ListObjectsV2, a page at a time) and deletes each. */
+static err_t s3_delete_prefix(archive_t *a, const char *prefix, size_t *deleted)
+{
+	char full[PATH_MAX], token[2048] = "", key[PATH_MAX];
+	snprintf(full, sizeof full, "%s%s%s/", a->prefix, a->prefix[0] ? "/" : "", prefix);
+	size_t skip = a->prefix[0] ? strlen(a->prefix) + 1 : 0;
+	CURL *c = curl_easy_init();
+	if (c == NULL)
+		return ERR_SYS(ENOMEM);
+	char *eprefix = curl_easy_escape(c, full, 0);
+	err_t rc = OK;
+	bool more = true;
+	for (int page = 0; rc == OK && more && page < S3_LIST_PAGES_MAX; page++) {
+		char *etoken = curl_easy_escape(c, token, 0);
+		char query[PATH_MAX + 4096];
+		/* canonical: parameters in name order */
+		snprintf(query, sizeof query, "%s%s%slist-type=2&prefix=%s", token[0] ? "continuation-token=" : "",
+			 token[0] ? etoken : "", token[0] ? "&" : "", eprefix);
+		curl_free(etoken);
+		buf_t body = { 0 };
+		sink_t sink = { &body, NULL };
+		long status;
+		rc = s3_request(a, "GET", NULL, query, NULL, 0, NULL, 0, &sink, &status);
+		buf_append(&body, "", 1);
+		const char *xml = (const char *)body.data, *pos = xml;
+		while (rc == OK && xml_next(xml, "Key", &pos, key, sizeof key)) {
+			if (strncmp(key, full, strlen(full)) != 0)
+				continue; /* not ours (a server that ignores prefix) */
+			rc = s3_request(a, "DELETE", key + skip, NULL, NULL, 0, NULL, 0, NULL, &status);
+			if (rc == ERR_NOT_FOUND)
+				rc = OK;
+			if (rc == OK)
+				(*deleted)++;
+		}
+		pos = xml;
+		char truncated[16] = "";
+		more = xml_next(xml, "IsTruncated", &pos, truncated, sizeof truncated) && strcmp(truncated, "true") == 0;
+		pos = xml;
+		if (more && !xml_next(xml, "NextContinuationToken", &pos, token, sizeof token)) {
+			log_warn("archive: listing %s: truncated without a continuation token", full);
+			rc = ERR_SYS(EIO);
+		}
+		buf_free(&body);
+	}
+	curl_free(eprefix);
+	curl_easy_cleanup(c);
+	return rc;
+}
+
+err_t archive_delete_prefix(archive_t *a, const char *prefix, size_t *deleted)
+{
+	*deleted = 0;
+	char dir[PATH_MAX];
+	if (prefix[0] == 0 || strchr(prefix, '/') != NULL)
+		return ERR_INVALID;
+	err_t rc = dir_path(a, prefix, dir, sizeof dir);
+	if (rc != OK)
+		return rc;
+	if (!a->s3) {
+		rc = remove_tree(dir, deleted);
+		return rc == OK ? fsync_dir_of(dir) : rc;
+	}
+	rc = s3_delete_prefix(a, prefix, deleted);
+	size_t cached = 0;
+	if (rc == OK)
+		rc = cache_drop_prefix(a, prefix, &cached);
 	return rc;
 }

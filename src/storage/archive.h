@@ -12,8 +12,12 @@
  *      and fsyncs the directory; S3 answered 2xx. A reader never sees a partial object.
  *   2. archive_local_dir only returns a directory whose files are complete (downloads go through
  *      temporary names and a rename).
- * Threads: every function is thread-safe (the archive holds no mutable state except the cache files,
- *   which are written atomically). Calls block on disk and network I/O.
+ *   3. S3: the download cache holds at most cache_bytes_max bytes, evicting the least recently used files
+ *      first, but never a file in use (between archive_local_dir and archive_local_done): while files in
+ *      use alone exceed the limit, it stays above it (logged) and shrinks as they are released. What an
+ *      earlier run left in the cache is indexed (and trimmed) at archive_open.
+ * Threads: every function is thread-safe (the only mutable state is the cache's index, under a mutex, and
+ *   its files, which are written atomically). Calls block on disk and network I/O.
  * Ownership: archive_open copies the options' strings; the caller frees the archive with archive_close.
  */
 #ifndef FL_STORAGE_ARCHIVE_H
@@ -33,7 +37,10 @@ typedef struct {
 	const char *access_key;  /* default $AWS_ACCESS_KEY_ID */
 	const char *secret_key;  /* default $AWS_SECRET_ACCESS_KEY */
 	const char *cache_dir;   /* S3 only: where segments are downloaded to be read */
+	int64_t cache_bytes_max; /* S3 only: the cache's size limit; 0: ARCHIVE_CACHE_BYTES_DEFAULT */
 } archive_opts_t;
+
+#define ARCHIVE_CACHE_BYTES_DEFAULT ((int64_t)1 << 30)
 
 /* Checks the options (and, for a directory, creates it). On error, err names the problem. */
 err_t archive_open(const archive_opts_t *o, archive_t **out, char *err, size_t errcap);
@@ -47,9 +54,20 @@ err_t archive_put_bytes(archive_t *a, const char *key, const void *data, size_t 
 err_t archive_get_bytes(archive_t *a, const char *key, buf_t *out);
 /* Deletes an object; a missing one is not an error. */
 err_t archive_delete(archive_t *a, const char *key);
+/* Deletes every object whose key starts with PREFIX/ (prefix: one path component, e.g. "topic-1700000000000"),
+ * and, for S3, its copies in the download cache; *deleted counts the objects. The directory backend
+ * removes ROOT/PREFIX; S3 lists the keys (ListObjectsV2) and deletes each, so objects no manifest lists
+ * (an upload whose manifest was never written) go too. Nothing under the prefix is left when it returns OK;
+ * on error some may be, and calling it again finishes. */
+err_t archive_delete_prefix(archive_t *a, const char *prefix, size_t *deleted);
 /* Writes into dir a local directory holding PREFIX/NAME for every name in names (downloading what is
- * missing from the cache first, for S3). */
+ * missing from the cache first, for S3). On OK the files are in use (pinned) until archive_local_done with
+ * the same prefix and names: the cache never evicts them before. */
 err_t archive_local_dir(archive_t *a, const char *prefix, const char *const *names, int nnames, char *dir,
 			size_t cap);
+/* Ends the use archive_local_dir began. */
+void archive_local_done(archive_t *a, const char *prefix, const char *const *names, int nnames);
+/* Bytes in the S3 download cache (0 for a directory). */
+int64_t archive_cache_bytes(archive_t *a);
 
 #endif

@@ -35,13 +35,17 @@ typedef struct apart {
 
 struct archiver {
 	storage_t *st;
+	meta_t *meta;
 	archive_t *archive;
+	pthread_mutex_t pass_mu; /* one pass at a time (the thread's, or archiver_pass from a test) */
+	bool deletion_failing;   /* the last deletion of a deleted topic's archive failed: logged once */
 	int64_t check_ms;
 	pthread_t thread;
 	bool started;
 	pthread_mutex_t mu; /* guards parts (the list) and stopping */
 	pthread_cond_t cond;
 	bool stopping;
+	bool wake;               /* archiver_wake: a pass now */
 	apart_t *parts;
 };
 
@@ -58,7 +62,9 @@ static apart_t *part_get(archiver_t *ar, const char *topic, int64_t created_ms, 
 		snprintf(ap->topic, sizeof ap->topic, "%s", topic);
 		ap->created_ms = created_ms;
 		ap->partition = partition;
-		snprintf(ap->prefix, sizeof ap->prefix, "%s-%" PRId64 "/%" PRId32, topic, created_ms, partition);
+		char tp[TOPIC_NAME_MAX + 32];
+		archiver_topic_prefix(topic, created_ms, tp, sizeof tp);
+		snprintf(ap->prefix, sizeof ap->prefix, "%s/%" PRId32, tp, partition);
 		pthread_mutex_init(&ap->mu, NULL);
 		ap->next = ar->parts;
 		ar->parts = ap;
@@ -67,21 +73,41 @@ static apart_t *part_get(archiver_t *ar, const char *topic, int64_t created_ms, 
 	return ap;
 }
 
-/* The partition's read path: a local directory with the segment's files. */
+void archiver_topic_prefix(const char *topic, int64_t created_ms, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s-%" PRId64, topic, created_ms);
+}
+
+/* The names of a segment's three files. */
+static void segment_names(int64_t base, char names[3][40], const char *np[3])
+{
+	static const char *const exts[] = { ".log", ".index", ".timeindex" };
+	for (int i = 0; i < 3; i++) {
+		snprintf(names[i], sizeof names[i], "%020" PRId64 "%s", base, exts[i]);
+		np[i] = names[i];
+	}
+}
+
+/* The partition's read path: a local directory with the segment's files (in use until release_segment). */
 static err_t fetch_segment(void *arg, const archived_seg_t *seg, char *dir, size_t cap)
 {
 	apart_t *ap = arg;
 	char names[3][40];
 	const char *np[3];
-	static const char *const exts[] = { ".log", ".index", ".timeindex" };
-	for (int i = 0; i < 3; i++) {
-		snprintf(names[i], sizeof names[i], "%020" PRId64 "%s", seg->base, exts[i]);
-		np[i] = names[i];
-	}
+	segment_names(seg->base, names, np);
 	err_t rc = archive_local_dir(ap->ar->archive, ap->prefix, np, 3, dir, cap);
 	if (rc != OK)
 		log_error("archive: cannot fetch segment %s of %s: %s", names[0], ap->prefix, err_str(rc));
 	return rc;
+}
+
+static void release_segment(void *arg, int64_t base)
+{
+	apart_t *ap = arg;
+	char names[3][40];
+	const char *np[3];
+	segment_names(base, names, np);
+	archive_local_done(ap->ar->archive, ap->prefix, np, 3);
 }
 
 err_t archive_manifest_parse(const uint8_t *data, size_t len, archived_seg_t **out, size_t *n)
@@ -150,7 +176,7 @@ static void publish(apart_t *ap, partition_t *p, archived_seg_t *segs, size_t n)
 	ap->segs = segs;
 	ap->n = n;
 	pthread_mutex_unlock(&ap->mu);
-	partition_set_archive(p, segs, n, fetch_segment, ap);
+	partition_set_archive(p, segs, n, fetch_segment, release_segment, ap);
 }
 
 static err_t load_manifest(apart_t *ap, partition_t *p)
@@ -333,9 +359,54 @@ static void each_remote_topic(archiver_t *ar, bool only_load)
 	free(v.names);
 }
 
+static void collect_prefix(void *arg, const char *prefix)
+{
+	collect_name(arg, prefix);
+}
+
+/* Deletes the archives of deleted topics (recorded with the deletion, so a restart finishes the work). */
+static void delete_archives(archiver_t *ar)
+{
+	names_t v = { 0 };
+	if (meta_archive_deletion_list(ar->meta, collect_prefix, &v) != OK)
+		return;
+	bool failed = false;
+	for (size_t i = 0; i < v.n; i++) {
+		size_t deleted = 0;
+		err_t rc = archive_delete_prefix(ar->archive, v.names[i], &deleted);
+		if (rc == OK)
+			rc = meta_archive_deletion_done(ar->meta, v.names[i]);
+		if (rc == OK) {
+			log_info("archive: deleted %zu object(s) of the deleted topic %s", deleted, v.names[i]);
+		} else {
+			if (!ar->deletion_failing)
+				log_error("archive: cannot delete the objects of the deleted topic %s from %s: %s "
+					  "(retrying every pass)",
+					  v.names[i], archive_describe(ar->archive), err_str(rc));
+			failed = true;
+		}
+		free(v.names[i]);
+	}
+	ar->deletion_failing = failed;
+	free(v.names);
+}
+
 void archiver_pass(archiver_t *ar)
 {
+	pthread_mutex_lock(&ar->pass_mu);
 	each_remote_topic(ar, false);
+	delete_archives(ar); /* after: a topic deleted during this pass may have had a segment uploaded in it */
+	pthread_mutex_unlock(&ar->pass_mu);
+}
+
+void archiver_wake(archiver_t *ar)
+{
+	if (ar == NULL)
+		return;
+	pthread_mutex_lock(&ar->mu);
+	ar->wake = true;
+	pthread_cond_broadcast(&ar->cond);
+	pthread_mutex_unlock(&ar->mu);
 }
 
 static void *archiver_main(void *arg)
@@ -352,7 +423,9 @@ static void *archiver_main(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000;
 		}
-		pthread_cond_timedwait(&ar->cond, &ar->mu, &ts);
+		while (!ar->stopping && !ar->wake && pthread_cond_timedwait(&ar->cond, &ar->mu, &ts) == 0)
+			; /* spurious wake-ups wait on */
+		ar->wake = false;
 		if (ar->stopping)
 			break;
 		pthread_mutex_unlock(&ar->mu);
@@ -363,11 +436,13 @@ static void *archiver_main(void *arg)
 	return NULL;
 }
 
-err_t archiver_start(storage_t *st, archive_t *a, int64_t check_ms, archiver_t **out)
+err_t archiver_start(storage_t *st, meta_t *meta, archive_t *a, int64_t check_ms, archiver_t **out)
 {
 	archiver_t *ar = calloc(1, sizeof *ar);
 	ASSERT(ar != NULL);
 	ar->st = st;
+	ar->meta = meta;
+	pthread_mutex_init(&ar->pass_mu, NULL);
 	ar->archive = a;
 	ar->check_ms = check_ms > 0 ? check_ms : 10000;
 	pthread_mutex_init(&ar->mu, NULL);
@@ -408,6 +483,7 @@ void archiver_free(archiver_t *ar)
 		free(ap);
 	}
 	archive_close(ar->archive);
+	pthread_mutex_destroy(&ar->pass_mu);
 	pthread_cond_destroy(&ar->cond);
 	pthread_mutex_destroy(&ar->mu);
 	free(ar);

@@ -15,6 +15,11 @@
  *   2. The archive drops segments beyond the topic's total retention (retention.ms / retention.bytes)
  *      from the manifest first, then deletes their objects.
  *   3. One thread (the archiver's) writes manifests; storage_open loads them before serving.
+ *   4. Deleting a topic records its prefix in the metadata store in the deletion's transaction; a pass
+ *      then deletes every object under it (listing the archive, so unlisted uploads go too) and only then
+ *      forgets the prefix: a restart or an unreachable archive delays the deletion, never loses it. The
+ *      prefix holds the creation time, and storage_topic_create never reuses a prefix awaiting deletion,
+ *      so a re-created topic never sees its predecessor's archive.
  * Threads: archiver_start runs a thread; archiver_stop joins it. Ownership: the storage owns the
  *   archiver; partitions borrow its per-partition state until archiver_free, after they closed.
  */
@@ -25,15 +30,22 @@
 
 #include "core/err.h"
 #include "storage/archive.h"
+#include "storage/meta.h"
 #include "storage/storage.h"
 
 typedef struct archiver archiver_t;
 
 /* Loads the manifests of the topics with remote storage (so reads below local retention work at once),
- * then starts the thread, which makes a pass every check_ms. Takes over the archive. */
-err_t archiver_start(storage_t *st, archive_t *a, int64_t check_ms, archiver_t **out);
-/* One pass now, on the caller's thread (tests). */
+ * then starts the thread, which makes a pass every check_ms. Takes over the archive; borrows meta (the
+ * deleted topics' archives still to delete). */
+err_t archiver_start(storage_t *st, meta_t *meta, archive_t *a, int64_t check_ms, archiver_t **out);
+/* One pass now, on the caller's thread (tests): archive every remote-storage topic, then delete the
+ * archives of deleted topics. */
 void archiver_pass(archiver_t *ar);
+/* Asks the thread for a pass now (a topic was deleted). NULL: nothing. */
+void archiver_wake(archiver_t *ar);
+/* A topic's archive key prefix, TOPIC-CREATEDMS (meta_topic_delete records it for deletion). */
+void archiver_topic_prefix(const char *topic, int64_t created_ms, char *out, size_t cap);
 /* Stops the thread (before the partitions close). */
 void archiver_stop(archiver_t *ar);
 /* Frees the state partitions borrowed (after they closed) and the archive. */

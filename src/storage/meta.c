@@ -23,7 +23,8 @@ static const char *const schema =
 	"CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS group_offsets (grp TEXT NOT NULL, topic TEXT NOT NULL,"
 	"  partition INTEGER NOT NULL, committed INTEGER NOT NULL, metadata TEXT NOT NULL,"
-	"  commit_ms INTEGER NOT NULL, PRIMARY KEY (grp, topic, partition));";
+	"  commit_ms INTEGER NOT NULL, PRIMARY KEY (grp, topic, partition));"
+	"CREATE TABLE IF NOT EXISTS archive_deletions (prefix TEXT PRIMARY KEY, deleted_ms INTEGER NOT NULL);";
 
 static err_t db_err(meta_t *m, const char *what)
 {
@@ -108,7 +109,7 @@ err_t meta_topic_set_partitions(meta_t *m, const char *name, int32_t partitions)
 	return rc;
 }
 
-err_t meta_topic_delete(meta_t *m, const char *name)
+err_t meta_topic_delete(meta_t *m, const char *name, const char *archive_prefix)
 {
 	if (sqlite3_exec(m->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		return db_err(m, "BEGIN");
@@ -117,6 +118,9 @@ err_t meta_topic_delete(meta_t *m, const char *name)
 		rc = ERR_NOT_FOUND;
 	if (rc == OK)
 		rc = exec(m, "DELETE FROM topic_configs WHERE topic = ?", "t", name);
+	if (rc == OK && archive_prefix != NULL)
+		rc = exec(m, "INSERT OR REPLACE INTO archive_deletions(prefix, deleted_ms) "
+			     "VALUES (?, CAST(strftime('%s', 'now') AS INTEGER) * 1000)", "t", archive_prefix);
 	if (rc == OK && sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		rc = db_err(m, "COMMIT");
 	if (rc != OK)
@@ -214,4 +218,35 @@ err_t meta_offset_list(meta_t *m, meta_offset_fn fn, void *arg)
 err_t meta_group_delete(meta_t *m, const char *group)
 {
 	return exec(m, "DELETE FROM group_offsets WHERE grp = ?", "t", group);
+}
+
+err_t meta_archive_deletion_list(meta_t *m, meta_prefix_fn fn, void *arg)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(m->db, "SELECT prefix FROM archive_deletions ORDER BY deleted_ms, prefix", -1, &st,
+			       NULL) != SQLITE_OK)
+		return db_err(m, "list archive deletions");
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		fn(arg, (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? OK : db_err(m, "list archive deletions");
+}
+
+err_t meta_archive_deletion_done(meta_t *m, const char *prefix)
+{
+	return exec(m, "DELETE FROM archive_deletions WHERE prefix = ?", "t", prefix);
+}
+
+bool meta_archive_deletion_pending(meta_t *m, const char *prefix)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(m->db, "SELECT 1 FROM archive_deletions WHERE prefix = ?", -1, &st, NULL) != SQLITE_OK) {
+		db_err(m, "archive deletion");
+		return true; /* the caller picks another prefix */
+	}
+	sqlite3_bind_text(st, 1, prefix, -1, SQLITE_TRANSIENT);
+	bool found = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return found;
 }

@@ -10,6 +10,7 @@
 #ifndef FL_STORAGE_META_H
 #define FL_STORAGE_META_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/err.h"
@@ -27,8 +28,16 @@ void meta_close(meta_t *m);
 err_t meta_topic_create(meta_t *m, const char *name, int32_t partitions, int64_t created_ms,
 			const meta_kv_t *configs, int nconfigs);
 err_t meta_topic_set_partitions(meta_t *m, const char *name, int32_t partitions);
-/* Deletes a topic and its configs; ERR_NOT_FOUND if absent. */
-err_t meta_topic_delete(meta_t *m, const char *name);
+/* Deletes a topic and its configs; ERR_NOT_FOUND if absent. With archive_prefix (its archive's key prefix,
+ * "TOPIC-CREATEDMS"), the same transaction records that prefix as to be deleted from the archive. */
+err_t meta_topic_delete(meta_t *m, const char *name, const char *archive_prefix);
+/* Archive prefixes of deleted topics whose objects are still to be deleted, oldest first. */
+typedef void (*meta_prefix_fn)(void *arg, const char *prefix);
+err_t meta_archive_deletion_list(meta_t *m, meta_prefix_fn fn, void *arg);
+/* The prefix's objects are deleted: forget it. */
+err_t meta_archive_deletion_done(meta_t *m, const char *prefix);
+/* Whether the prefix awaits deletion (a topic re-created within the same millisecond must not share it). */
+bool meta_archive_deletion_pending(meta_t *m, const char *prefix);
 /* Sets (value non-NULL) or removes (value NULL) one config of a topic. */
 err_t meta_config_set(meta_t *m, const char *topic, const char *key, const char *value);
 

@@ -62,6 +62,7 @@ struct partition {
 	archived_seg_t *arch;
 	size_t narch;
 	archive_fetch_fn arch_fetch;
+	archive_release_fn arch_release;
 	void *arch_arg;
 	/* archived segments opened for reading (a small cache), under arch_mu; each holds a reference */
 	pthread_mutex_t arch_mu;
@@ -875,8 +876,8 @@ static const archived_seg_t *arch_find(const partition_t *p, int64_t offset)
 }
 
 /* An archived segment, opened and indexed, with a reference for the caller (no partition lock held). */
-static err_t arch_segment(partition_t *p, const archived_seg_t *a, archive_fetch_fn fetch, void *arg,
-			  log_segment_t **out)
+static err_t arch_segment(partition_t *p, const archived_seg_t *a, archive_fetch_fn fetch,
+			  archive_release_fn release, void *arg, log_segment_t **out)
 {
 	const size_t nslots = sizeof p->arch_open / sizeof p->arch_open[0];
 	pthread_mutex_lock(&p->arch_mu);
@@ -895,8 +896,12 @@ static err_t arch_segment(partition_t *p, const archived_seg_t *a, archive_fetch
 	log_segment_t *seg;
 	bool sealed_ok;
 	rc = segment_open(p->env.io, dir, a->base, &seg, &sealed_ok);
-	if (rc != OK)
+	if (rc != OK) {
+		release(arg, a->base);
 		return rc;
+	}
+	seg->on_free = release; /* its last unref ends the fetch's use of the files */
+	seg->on_free_arg = arg;
 	if (!sealed_ok || seg->next_offset != a->next)
 		rc = ERR_CORRUPT;
 	if (rc == OK)
@@ -979,10 +984,11 @@ err_t partition_read(partition_t *p, int64_t offset, int64_t max_bytes, log_rang
 		if (found != NULL) {
 			archived_seg_t a = *found;
 			archive_fetch_fn fetch = p->arch_fetch;
+			archive_release_fn release = p->arch_release;
 			void *arg = p->arch_arg;
 			pthread_mutex_unlock(&p->mu);
 			log_segment_t *seg;
-			rc = arch_segment(p, &a, fetch, arg, &seg);
+			rc = arch_segment(p, &a, fetch, release, arg, &seg);
 			if (rc != OK) {
 				out->first_offset = out->next_offset = offset;
 				return rc;
@@ -1040,10 +1046,11 @@ err_t partition_offset_for_time(partition_t *p, int64_t ts, int64_t *offset, int
 		if (a.max_ts < ts)
 			continue;
 		archive_fetch_fn fetch = p->arch_fetch;
+		archive_release_fn release = p->arch_release;
 		void *arg = p->arch_arg;
 		pthread_mutex_unlock(&p->mu);
 		log_segment_t *seg;
-		rc = arch_segment(p, &a, fetch, arg, &seg);
+		rc = arch_segment(p, &a, fetch, release, arg, &seg);
 		if (rc == OK) {
 			rc = segment_find_time(seg, ts, seg->size, offset, found_ts);
 			segment_unref(seg);
@@ -1068,7 +1075,7 @@ err_t partition_offset_for_time(partition_t *p, int64_t ts, int64_t *offset, int
 }
 
 void partition_set_archive(partition_t *p, const archived_seg_t *segs, size_t n, archive_fetch_fn fetch,
-			   void *arg)
+			   archive_release_fn release, void *arg)
 {
 	archived_seg_t *copy = NULL;
 	if (n > 0) {
@@ -1081,6 +1088,7 @@ void partition_set_archive(partition_t *p, const archived_seg_t *segs, size_t n,
 	p->arch = copy;
 	p->narch = n;
 	p->arch_fetch = n > 0 ? fetch : NULL;
+	p->arch_release = release;
 	p->arch_arg = arg;
 	pthread_mutex_unlock(&p->mu);
 	/* Opened archived segments the new list dropped or describes differently are closed (readers holding

@@ -170,13 +170,16 @@ typedef struct {
  * <base>.log, .index and .timeindex (the archive itself, or a cache it downloaded them into). Called with
  * no partition lock held; may block on the network. */
 typedef err_t (*archive_fetch_fn)(void *arg, const archived_seg_t *seg, char *dir, size_t cap);
+/* Ends what a successful fetch of the segment at base began (the files may leave a cache again): called
+ * once per successful fetch, when the segment opened from them is closed (or could not be opened). */
+typedef void (*archive_release_fn)(void *arg, int64_t base);
 
 /* Replaces the partition's list of archived segments (copied; sorted, contiguous) and the function that
  * fetches them. From then on reads and offset-for-time lookups below the local log start are served from
  * them, log_start reports the first archived offset, and local retention may drop local segments that the
  * list covers (remote_storage). n = 0 forgets the archive. */
 void partition_set_archive(partition_t *p, const archived_seg_t *segs, size_t n, archive_fetch_fn fetch,
-			   void *arg);
+			   archive_release_fn release, void *arg);
 /* The archived list's end (next offset after it), or -1 when nothing is archived. */
 int64_t partition_archived_end(partition_t *p);
 /* The sealed local segments (index files written, not being rolled) at or after offset `from`, oldest

@@ -631,5 +631,7 @@ void segment_unref(log_segment_t *seg)
 				seg->io->unlink(seg->io, path);
 		}
 	}
+	if (seg->on_free != NULL)
+		seg->on_free(seg->on_free_arg, seg->base);
 	seg_free(seg);
 }

@@ -64,6 +64,10 @@ typedef struct log_segment {
 	bool dir_synced;   /* its directory entry is durable */
 	bool deleted;      /* removed by retention or topic deletion: unlink at the last unref */
 	atomic_int refs;
+	/* called at the last unref, before the segment is freed (an archived segment ends its use of the
+	 * archive's cached files); NULL for none */
+	void (*on_free)(void *arg, int64_t base);
+	void *on_free_arg;
 } log_segment_t;
 
 /* Result of scanning a segment's batches. */

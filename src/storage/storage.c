@@ -116,6 +116,7 @@ void storage_opts_default(storage_opts_t *o, const char *data_dir)
 	partition_config_default(&o->defaults);
 	o->retention_check_ms = 300000;
 	o->archive_check_ms = 10000;
+	o->archive_cache_bytes = ARCHIVE_CACHE_BYTES_DEFAULT;
 	o->flush_threads = 2;
 }
 
@@ -687,6 +688,12 @@ err_t storage_topic_create(storage_t *st, const char *name, int32_t partitions, 
 		kv[i].value = configs[i].value;
 	}
 	int64_t created_ms = clock_wall_ms(st->clock);
+	char prefix[TOPIC_NAME_MAX + 32];
+	for (int i = 0; i < 1000; i++, created_ms++) { /* not the prefix of a predecessor's archive */
+		archiver_topic_prefix(name, created_ms, prefix, sizeof prefix);
+		if (!meta_archive_deletion_pending(st->meta, prefix))
+			break;
+	}
 	err_t rc = meta_topic_create(st->meta, name, partitions, created_ms, kv, nconfigs);
 	free(kv);
 	topic_t *t = NULL;
@@ -744,10 +751,16 @@ err_t storage_topic_delete(storage_t *st, const char *name)
 		if (t->parts[i] != NULL)
 			partition_retire(t->parts[i]);
 	pthread_mutex_unlock(&t->mu);
+	/* Its archive goes too: the prefix is recorded in the same transaction and the archiver deletes it. */
+	partition_config_t cfg;
+	topic_config(t, &cfg);
+	char prefix[TOPIC_NAME_MAX + 32];
+	archiver_topic_prefix(name, t->created_ms, prefix, sizeof prefix);
+	bool archived = st->archiver != NULL || cfg.remote_storage;
 	char to[PATH_MAX];
 	err_t rc = trash_topic_dir(st, name, to, sizeof to);
 	if (rc == OK)
-		rc = meta_topic_delete(st->meta, name);
+		rc = meta_topic_delete(st->meta, name, archived ? prefix : NULL);
 	if (rc == OK) {
 		memmove(st->topics + at, st->topics + at + 1, (st->ntopics - at - 1) * sizeof *st->topics);
 		st->ntopics--;
@@ -758,8 +771,9 @@ err_t storage_topic_delete(storage_t *st, const char *name)
 	}
 	pthread_mutex_unlock(&st->mu);
 	if (rc == OK) {
-		log_info("deleted topic %s", name);
+		log_info("deleted topic %s%s", name, archived && st->archiver != NULL ? "; its archive goes next" : "");
 		topic_put(t);
+		archiver_wake(st->archiver);
 	}
 	return rc;
 }
@@ -1017,13 +1031,14 @@ err_t storage_open(const storage_opts_t *opts, storage_t **out)
 		char cache[PATH_MAX], why[400];
 		snprintf(cache, sizeof cache, "%s/archive-cache", st->dir);
 		archive_opts_t ao = { .location = opts->archive_location, .s3_endpoint = opts->s3_endpoint,
-				      .s3_region = opts->s3_region, .cache_dir = cache };
+				      .s3_region = opts->s3_region, .cache_dir = cache,
+				      .cache_bytes_max = opts->archive_cache_bytes };
 		archive_t *a = NULL;
 		rc = archive_open(&ao, &a, why, sizeof why);
 		if (rc != OK)
 			log_error("%s", why);
 		else
-			rc = archiver_start(st, a, opts->archive_check_ms, &st->archiver);
+			rc = archiver_start(st, st->meta, a, opts->archive_check_ms, &st->archiver);
 	}
 	if (rc == OK) {
 		rc = -pthread_create(&st->flushers[0], NULL, flusher_main, st);

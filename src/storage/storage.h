@@ -47,6 +47,7 @@ typedef struct {
 	const char *archive_location; /* a directory, or s3://BUCKET[/PREFIX] */
 	const char *s3_endpoint, *s3_region;
 	int64_t archive_check_ms;     /* how often the archiver looks for sealed segments (default 10000) */
+	int64_t archive_cache_bytes;  /* S3: the download cache's size limit (default ARCHIVE_CACHE_BYTES_DEFAULT) */
 } storage_opts_t;
 
 void storage_opts_default(storage_opts_t *o, const char *data_dir);

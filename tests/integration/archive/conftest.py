@@ -50,7 +50,17 @@ class S3:
                     out.append(os.path.relpath(os.path.join(d, f), base)[:-len("._S3rver_object")])
         return sorted(out)
 
+    def start(self):
+        """Starts it again (after stop) on the same port and directory."""
+        self.log = open(self.log.name, "ab")
+        self.proc = subprocess.Popen([os.environ["S3RVER"], "-d", self.dir, "-a", "127.0.0.1", "-p",
+                                      str(self.port), "--silent", "--configure-bucket", "archive"],
+                                     stdout=self.log, stderr=self.log)
+        wait_until(lambda: port_open(self.port), 30, "s3rver on port %d" % self.port)
+
     def stop(self):
+        if self.log.closed:
+            return
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -61,13 +71,12 @@ class S3:
         self.log.close()
 
 
-@pytest.fixture(params=["dir", "s3"])
-def archived_server(request, monkeypatch):
+def _server(request, monkeypatch, kind, extra=()):
     """A server with a small segment size, fast retention and archiving, and an archive of either kind."""
     root = tempfile.mkdtemp(prefix="factlog-archive-")
     s3 = None
-    args = ["--retention-check-ms", "200", "--archive-check-ms", "200"]
-    if request.param == "s3":
+    args = ["--retention-check-ms", "200", "--archive-check-ms", "200"] + list(extra)
+    if kind == "s3":
         s3 = S3(root)
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "S3RVER")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "S3RVER")
@@ -75,7 +84,7 @@ def archived_server(request, monkeypatch):
     else:
         args += ["--archive", os.path.join(root, "archive")]
     srv = Server(factlog_bin(), root, args)
-    srv.kind = request.param
+    srv.kind = kind
     srv.s3 = s3
     srv.archive_dir = os.path.join(root, "archive")
     srv.start()
@@ -91,6 +100,20 @@ def archived_server(request, monkeypatch):
             rep = getattr(request.node, "rep_call", None)
             if rep is not None and rep.passed:
                 shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["dir", "s3"])
+def archived_server(request, monkeypatch):
+    yield from _server(request, monkeypatch, request.param)
+
+
+CACHE_BYTES = 200000
+
+
+@pytest.fixture
+def s3_small_cache_server(request, monkeypatch):
+    """An S3 archive whose download cache may hold CACHE_BYTES."""
+    yield from _server(request, monkeypatch, "s3", ["--archive-cache-bytes", str(CACHE_BYTES)])
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -143,3 +143,179 @@ def test_bad_archive_configs_are_refused(archived_server):
                        ("local.retention.bytes", "x")):
         r = srv.request("POST", "/v1/topics", {"name": "bad", "partitions": 1, "configs": {key: value}})
         assert r.status == 400 and key in json.dumps(r.json()), r
+
+
+def archive_keys(srv, prefix):
+    """The archive's object keys under PREFIX/ (PREFIX: TOPIC-CREATEDMS)."""
+    if srv.kind == "s3":
+        return [k for k in srv.s3.objects() if k.startswith("factlog/%s/" % prefix)]
+    base = os.path.join(srv.archive_dir, prefix)
+    return sorted(os.path.relpath(os.path.join(d, f), srv.archive_dir) for d, _, fs in os.walk(base) for f in fs)
+
+
+def topic_prefixes(srv, topic):
+    """The TOPIC-CREATEDMS prefixes present in the archive."""
+    if srv.kind == "s3":
+        names = {k.split("/")[1] for k in srv.s3.objects()}
+    else:
+        names = set(os.listdir(srv.archive_dir)) if os.path.isdir(srv.archive_dir) else set()
+    return sorted(n for n in names if n.rsplit("-", 1)[0] == topic)
+
+
+def produce_n(srv, topic, n, tag):
+    p = Producer({"bootstrap.servers": srv.bootstrap, "acks": "all", "linger.ms": 1, "batch.num.messages": 20})
+    for i in range(n):
+        p.produce(topic, key=b"%s-%05d" % (tag, i), value=b"x" * 200)
+        if i % 500 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+
+
+def wait_archived(srv, topic, segments=2):
+    def done():
+        ps = partitions(srv, topic)
+        return all(p.get("archive", {}).get("segments", 0) >= segments and p["local_log_start"] > 0 for p in ps) and ps
+    return wait_until(done, 30, "segments of %s archived and dropped locally" % topic, interval=0.2)
+
+
+def read_keys(srv, topic, count):
+    c = Consumer({"bootstrap.servers": srv.bootstrap, "group.id": "reader-%d" % time.monotonic_ns(),
+                  "enable.auto.commit": False, "auto.offset.reset": "error"})
+    try:
+        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        got = []
+        deadline = time.monotonic() + 60
+        while len(got) < count and time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            assert m.error() is None, m.error()
+            got.append((m.offset(), m.key()))
+        time.sleep(0.3)
+        m = c.poll(0.2)
+        assert m is None or m.error() is not None, "more records than produced: %r" % (m.key(),)
+        return got
+    finally:
+        c.close()
+
+
+ARCHIVED = {"segment.bytes": "16384", "remote.storage.enable": "true", "local.retention.bytes": "1",
+            "retention.ms": "-1"}
+
+
+def test_deleting_a_topic_deletes_its_archive(archived_server):
+    srv = archived_server
+    srv.create_topic("gone", 1, ARCHIVED)
+    produce_n(srv, "gone", 1500, b"old")
+    wait_archived(srv, "gone")
+    (old,) = topic_prefixes(srv, "gone")
+    keys = archive_keys(srv, old)
+    assert any(k.endswith("/0/manifest") for k in keys) and len(keys) >= 7, keys
+    r = srv.request("DELETE", "/v1/topics/gone")
+    assert r.status in (200, 204), r
+    wait_until(lambda: archive_keys(srv, old) == [], 30, "the deleted topic's archive deleted", interval=0.2)
+    assert topic_prefixes(srv, "gone") == []
+    if srv.kind == "dir":
+        assert not os.path.exists(os.path.join(srv.archive_dir, old))
+
+    # the same name again: a new archive, and none of the old records
+    srv.create_topic("gone", 1, ARCHIVED)
+    produce_n(srv, "gone", 800, b"new")
+    wait_archived(srv, "gone")
+    (new,) = topic_prefixes(srv, "gone")
+    assert new != old
+    got = read_keys(srv, "gone", 800)
+    assert got == [(i, b"new-%05d" % i) for i in range(800)], got[:3]
+    srv.stop()
+    srv.start()
+    assert read_keys(srv, "gone", 800) == got, "the same after a restart"
+
+
+def test_archive_deletion_waits_for_an_unreachable_archive_and_survives_a_restart(request, monkeypatch):
+    from conftest import _server
+    gen = _server(request, monkeypatch, "s3")
+    srv = next(gen)
+    try:
+        srv.create_topic("later", 1, ARCHIVED)
+        produce_n(srv, "later", 1500, b"old")
+        wait_archived(srv, "later")
+        (old,) = topic_prefixes(srv, "later")
+        n = len(archive_keys(srv, old))
+        srv.s3.stop()
+        r = srv.request("DELETE", "/v1/topics/later")
+        assert r.status in (200, 204), r
+        time.sleep(1.0)  # five archiver passes fail against the stopped archive
+        srv.stop()
+        srv.s3.start()
+        assert len(archive_keys(srv, old)) == n, "nothing could be deleted while the archive was down"
+        srv.start()
+        wait_until(lambda: archive_keys(srv, old) == [], 30, "the deletion finished after the restart",
+                   interval=0.2)
+        with open(srv.log_path, "rb") as f:
+            log = f.read().decode(errors="replace")
+        assert "cannot delete the objects of the deleted topic %s" % old in log
+        assert "deleted %d object(s) of the deleted topic %s" % (n, old) in log
+    finally:
+        gen.close()
+
+
+def cache_bytes(srv):
+    """Bytes of the finished files in the S3 download cache (downloads in progress are *.tmp)."""
+    total = 0
+    for d, _, fs in os.walk(os.path.join(srv.data_dir, "archive-cache")):
+        for f in fs:
+            if not f.endswith(".tmp"):
+                try:
+                    total += os.path.getsize(os.path.join(d, f))
+                except FileNotFoundError:
+                    pass  # evicted while we looked
+    return total
+
+
+def test_s3_download_cache_stays_under_its_limit(s3_small_cache_server):
+    import threading
+    from conftest import CACHE_BYTES
+    srv = s3_small_cache_server
+    srv.create_topic("big", 1, ARCHIVED)
+    n = 4000
+    produce_n(srv, "big", n, b"k")
+    (p,) = wait_archived(srv, "big", segments=30)
+    assert p["local_log_start"] > 1000, p  # 30 segments of 16 KiB: about 70 records each
+    shutil.rmtree(os.path.join(srv.data_dir, "archive-cache"), ignore_errors=True)  # nothing read yet anyway
+    samples = []
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            samples.append(cache_bytes(srv))
+            time.sleep(0.005)
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        want = [(i, b"k-%05d" % i) for i in range(n)]
+        assert read_keys(srv, "big", n) == want, "every record, through a cache smaller than the archive"
+        assert read_keys(srv, "big", n) == want, "again: evicted segments are downloaded again"
+    finally:
+        stop.set()
+        t.join(10)
+    assert len(samples) > 20 and max(samples) > CACHE_BYTES // 2, (len(samples), max(samples or [0]))
+    assert max(samples) <= CACHE_BYTES, "the cache grew to %d bytes (limit %d)" % (max(samples), CACHE_BYTES)
+    archived = sum(int(k.split("/")[-1].endswith(".log")) for k in srv.s3.objects())
+    assert archived >= 30
+    # a restart with a smaller limit trims what the last run left
+    srv.stop()
+    i = srv.extra_args.index("--archive-cache-bytes")
+    srv.extra_args[i + 1] = "100000"
+    srv.start()
+    assert cache_bytes(srv) <= 100000
+    r = srv.get("/v1/topics/big/partitions/0/events?from=0&limit=3")
+    assert r.status == 200 and [e["offset"] for e in r.json()] == [0, 1, 2], r
+    assert cache_bytes(srv) <= 100000
+    # a limit below what is being read at once (a partition keeps 4 archived segments open): files in use
+    # are never evicted, so reads still work, and the cache says it is over its limit
+    srv.stop()
+    srv.extra_args[i + 1] = "65536"
+    srv.start()
+    assert read_keys(srv, "big", n) == want
+    with open(srv.log_path, "rb") as f:
+        assert b"exceed the limit of 65536 bytes" in f.read()

@@ -279,11 +279,22 @@ static void test_offset_for_time(void **state)
 
 /* ---- the archive: reads below the local segments, and local retention that waits for it ---- */
 
+static int arch_fetches, arch_releases; /* every successful fetch is released exactly once */
+
 static err_t fetch_from_arch(void *arg, const archived_seg_t *seg, char *dir, size_t cap)
 {
 	(void)seg;
 	snprintf(dir, cap, "%s", (const char *)arg);
+	arch_fetches++;
 	return OK;
+}
+
+static void release_to_arch(void *arg, int64_t base)
+{
+	(void)arg;
+	(void)base;
+	arch_releases++;
+	assert_true(arch_releases <= arch_fetches);
 }
 
 /* Copies a segment's three files from /p/0 into /arch (what the archiver does). */
@@ -335,7 +346,7 @@ static void test_archive_reads_and_local_retention(void **state)
 	for (size_t i = 0; i < ns; i++)
 		archive_copy(f->io, sealed[i].base);
 	/* Only the first two archived: retention drops exactly those, not the unarchived ones after them. */
-	partition_set_archive(p, sealed, 2, fetch_from_arch, (void *)"/arch");
+	partition_set_archive(p, sealed, 2, fetch_from_arch, release_to_arch, (void *)"/arch");
 	assert_int_equal(partition_archived_end(p), sealed[1].next);
 	assert_int_equal(partition_apply_retention(p), 2);
 	partition_info(p, &info);
@@ -343,7 +354,7 @@ static void test_archive_reads_and_local_retention(void **state)
 	assert_int_equal(info.log_start, 0); /* the archive continues the log */
 	assert_int_equal(info.archived_segments, 2);
 	/* All archived: every sealed segment leaves the disk; the log still reads whole from offset 0. */
-	partition_set_archive(p, sealed, ns, fetch_from_arch, (void *)"/arch");
+	partition_set_archive(p, sealed, ns, fetch_from_arch, release_to_arch, (void *)"/arch");
 	assert_int_equal(partition_apply_retention(p), (int)ns - 2);
 	partition_info(p, &info);
 	assert_int_equal(info.segments, 1);
@@ -358,16 +369,18 @@ static void test_archive_reads_and_local_retention(void **state)
 	/* An archived segment that does not match its manifest entry is an error, not a wrong answer. */
 	archived_seg_t bad = sealed[0];
 	bad.next += 1;
-	partition_set_archive(p, &bad, 1, fetch_from_arch, (void *)"/nowhere");
+	partition_set_archive(p, &bad, 1, fetch_from_arch, release_to_arch, (void *)"/nowhere");
 	log_range_t r;
 	assert_true(partition_read(p, 0, 4096, &r) != OK);
 	/* Forgetting the archive: below the local segments is out of range again. */
-	partition_set_archive(p, NULL, 0, NULL, NULL);
+	partition_set_archive(p, NULL, 0, NULL, NULL, NULL);
 	partition_info(p, &info);
 	assert_int_equal(info.log_start, info.local_log_start);
 	assert_int_equal(partition_read(p, 0, 4096, &r), ERR_OUT_OF_RANGE);
 	free(sealed);
 	partition_close(p);
+	assert_true(arch_fetches > 0);
+	assert_int_equal(arch_releases, arch_fetches); /* the open archived segments were closed */
 }
 
 static void test_log_append_time(void **state)
