@@ -370,6 +370,9 @@ static rt_replay_t *record_parse(rt_fn_t *fn, json_t *o, char *err, size_t errca
 				     .then_live = then_live };
 	rt_replay_t *rp = replay_new(fn, ti, &req, &fb, json_is_null(to) ? NULL : &tb);
 	memcpy(rp->id, id, 16);
+	json_int_t started = json_integer_value(json_object_get(o, "started"));
+	if (started > 0)
+		rp->started_wall_ms = started; /* when it was requested, not when it resumed */
 	rp->recovered = true;
 	rp->rec_parts = parts;
 	rp->rec_nparts = nparts;
