@@ -359,16 +359,11 @@ static void each_remote_topic(archiver_t *ar, bool only_load)
 	free(v.names);
 }
 
-static void collect_prefix(void *arg, const char *prefix)
-{
-	collect_name(arg, prefix);
-}
-
 /* Deletes the archives of deleted topics (recorded with the deletion, so a restart finishes the work). */
 static void delete_archives(archiver_t *ar)
 {
 	names_t v = { 0 };
-	if (meta_archive_deletion_list(ar->meta, collect_prefix, &v) != OK)
+	if (meta_archive_deletion_list(ar->meta, collect_name, &v) != OK)
 		return;
 	bool failed = false;
 	for (size_t i = 0; i < v.n; i++) {

@@ -156,6 +156,29 @@ class BackgroundProducer:
         self.thread.join(60)
 
 
+def finish_then_live(lg, out, bp, rp):
+    """After a `then live` replay ended with bp producing throughout: waits until every produced event was
+    processed and checks the hand-over: the live trigger processed exactly the events at or past the
+    boundary, once each, and its group committed the end. Returns (rows, receipts, boundary)."""
+    assert not bp.errors, bp.errors
+    receipts = set(bp.receipts)
+    assert len(receipts) == len(bp.receipts)
+    wait_until(lambda: {(r["partition"], r["offset"]) for r in read_out(out)} >= receipts, 60,
+               "every event processed", interval=0.2)
+    boundary = {x["partition"]: x["to"] for x in rp["partitions"]}
+    rows = read_out(out)
+    live_after = sorted((r["partition"], r["offset"]) for r in rows
+                        if not is_replay(r) and r["offset"] >= boundary[r["partition"]])
+    assert live_after == sorted((p, o) for p, o in receipts if o >= boundary[p]), \
+        "the live trigger processed exactly the events at or past the boundary, once each"
+    hwm = {p: max(o for q, o in receipts if q == p) + 1 for p in range(3)}
+    wait_until(lambda: lg.committed("rep", "orders") == hwm, 30, "the live group committed everything",
+               interval=0.2)
+    d = lg.describe("rep")
+    assert d["state"] == "running" and d["triggers"][0]["state"] == "running", d
+    return rows, receipts, boundary
+
+
 def test_replay_then_live_with_producer_running(factlog_ledger):
     lg = factlog_ledger
     out = os.path.join(lg.root, "out.jsonl")
@@ -170,28 +193,14 @@ def test_replay_then_live_with_producer_running(factlog_ledger):
         n_at_done = len(bp.receipts)
         wait_until(lambda: len(bp.receipts) >= n_at_done + 300, 60, "more produced after the hand-over",
                    interval=0.1)
-    assert not bp.errors, bp.errors
-    receipts = set(bp.receipts)
-    wait_until(lambda: {(r["partition"], r["offset"]) for r in read_out(out)} >= receipts, 60,
-               "every event processed", interval=0.2)
-    boundary = {x["partition"]: x["to"] for x in rp["partitions"]}
+    rows, receipts, boundary = finish_then_live(lg, out, bp, rp)
     assert all(x["from"] == 0 for x in rp["partitions"])
-    rows = read_out(out)
     replayed = sorted((r["partition"], r["offset"]) for r in rows if is_replay(r))
     assert replayed == sorted((p, o) for p, o in receipts if o < boundary[p]), \
         "the replay processed exactly the events below the boundary, once each"
-    live_after = sorted((r["partition"], r["offset"]) for r in rows
-                        if not is_replay(r) and r["offset"] >= boundary[r["partition"]])
-    assert live_after == sorted((p, o) for p, o in receipts if o >= boundary[p]), \
-        "the live trigger processed exactly the events at or past the boundary, once each"
     live_before = [(r["partition"], r["offset"]) for r in rows
                    if not is_replay(r) and r["offset"] < boundary[r["partition"]]]
     assert len(live_before) == len(set(live_before)), "before the replay, live processed each event once"
-    hwm = {p: max(o for q, o in receipts if q == p) + 1 for p in range(3)}
-    wait_until(lambda: lg.committed("rep", "orders") == hwm, 30, "the live group committed everything",
-               interval=0.2)
-    d = lg.describe("rep")
-    assert d["state"] == "running" and d["triggers"][0]["state"] == "running", d
 
 
 def interrupt(lg, how):
@@ -294,13 +303,8 @@ def test_replay_then_live_resumes_after_a_restart_with_a_producer_running(factlo
         n_at_done = len(bp.receipts)
         wait_until(lambda: len(bp.receipts) >= n_at_done + 300, 60, "more produced after the hand-over",
                    interval=0.1)
-    assert not bp.errors, bp.errors
-    receipts = set(bp.receipts)
-    assert len(receipts) == len(bp.receipts)
-    wait_until(lambda: {(r["partition"], r["offset"]) for r in read_out(out)} >= receipts, 60,
-               "every event processed", interval=0.2)
+    rows, receipts, _ = finish_then_live(lg, out, bp, rp)
     assert not os.path.exists(record_path(lg, "rep"))
-    rows = read_out(out)
     replayed = [(r["partition"], r["offset"]) for r in rows if is_replay(r)]
     assert set(replayed) == {(p, o) for p, o in receipts if o < boundary[p]}, \
         "the replay processed every event below the boundary, and nothing past it"
@@ -308,10 +312,6 @@ def test_replay_then_live_resumes_after_a_restart_with_a_producer_running(factlo
         assert len(replayed) == len(set(replayed)), "a clean stop: each replayed event once"
     else:
         assert len(replayed) - len(set(replayed)) <= 3 * 2 * 10, "only the uncommitted batches again"
-    live_after = sorted((r["partition"], r["offset"]) for r in rows
-                        if not is_replay(r) and r["offset"] >= boundary[r["partition"]])
-    assert live_after == sorted((p, o) for p, o in receipts if o >= boundary[p]), \
-        "the live trigger processed exactly the events at or past the boundary, once each"
     assert sorted((r["partition"], r["offset"]) for r in rows
                   if not is_replay(r) and r["offset"] < boundary[r["partition"]]) == live_below, \
         "after the restart the live trigger processed nothing below the boundary"
@@ -329,11 +329,6 @@ def test_replay_then_live_resumes_after_a_restart_with_a_producer_running(factlo
         if not is_replay(r) and r["offset"] >= boundary[r["partition"]]:
             got.setdefault(r["key"], []).append(r["data"]["i"])
     assert got == {k: sorted(v) for k, v in want.items()}, "per key, live events in produce order"
-    hwm = {p: max(o for q, o in receipts if q == p) + 1 for p in range(3)}
-    wait_until(lambda: lg.committed("rep", "orders") == hwm, 30, "the live group committed everything",
-               interval=0.2)
-    d = lg.describe("rep")
-    assert d["state"] == "running" and d["triggers"][0]["state"] == "running", d
 
 
 def test_replay_record_removed_when_cancelled_or_function_removed(factlog_ledger):
