@@ -23,6 +23,9 @@
  *   2. With `then live` and nothing failing, each event is processed once across the hand-over: those below
  *      the boundary by the replay, those at or past it by the live trigger.
  *   3. One replay per function at a time (fn->replay is replaced only when its replay has ended).
+ *   4. A replay that has not ended has a durable record (LOG_DIR/NAME.replay, see "the record" below), so a
+ *      restart resumes it by itself; the record goes before the live trigger starts past the boundary, so a
+ *      restart never hands over a boundary the live group has already moved past.
  * Locks, in order: rt->mu, fn->rp_mu (the fn->replay pointer), tr->mu, rp->mu (state and progress). The
  * controller never takes rt->mu, so fn_stop (under rt->mu) can join it.
  * Ownership: fn->replay owns its replay; rt_replay_stop_fn and the next replay free it after joining its thread.

@@ -19,7 +19,8 @@
  *   4. A replay (runtime_replay_start) never moves a live group's position, except to hand over with
  *      `then live`: the live trigger is stopped (it commits), the range [from, boundary) is processed by a
  *      bounded trigger committing to "<group>.replay", then the live group is committed at the boundary and
- *      the live trigger started again. One replay per function at a time.
+ *      the live trigger started again. One replay per function at a time. A replay outlives a restart: its
+ *      request is recorded in LOG_DIR/NAME.replay until it ends, and the function's next start resumes it.
  * Ownership: the runtime owns the app it is given (runtime_start and runtime_deploy take it).
  */
 #ifndef FL_RUNTIME_RUNTIME_H
