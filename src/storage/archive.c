@@ -348,7 +348,8 @@ static void cache_load(archive_t *a)
 	if (nftw(a->root, scan_entry, 16, FTW_PHYS) != 0)
 		log_warn("archive cache: cannot scan %s: %s", a->root, strerror(errno));
 	scanning = NULL;
-	qsort(a->files, a->nfiles, sizeof *a->files, cmp_used);
+	if (a->nfiles > 1)
+		qsort(a->files, a->nfiles, sizeof *a->files, cmp_used);
 	for (size_t i = 0; i < a->nfiles; i++)
 		a->files[i].used = ++a->clock;
 	cache_evict(a);
