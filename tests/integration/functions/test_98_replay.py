@@ -4,6 +4,7 @@ moving its live position; `then live` hands the live trigger over at the boundar
 The handler writes one line per processed event with its invocation id FUNCTION-TRIGGER-N: replay invocations
 have TRIGGER 1000 + the live trigger's index, so a line tells who processed the event.
 """
+import collections
 import json
 import os
 import subprocess
@@ -294,6 +295,7 @@ def test_replay_then_live_resumes_after_a_restart_with_a_producer_running(factlo
         boundary = {p: end for p, _, end in rec["ranges"]}
         live_below = sorted((r["partition"], r["offset"]) for r in read_out(out)
                             if not is_replay(r) and r["offset"] < boundary[r["partition"]])
+        nrows_before = len(read_out(out))
         lg.server.start()
         d = lg.describe("rep")
         assert d["triggers"][0]["state"] == "stopped for a replay", "the live trigger waits for the hand-over"
@@ -308,10 +310,16 @@ def test_replay_then_live_resumes_after_a_restart_with_a_producer_running(factlo
     replayed = [(r["partition"], r["offset"]) for r in rows if is_replay(r)]
     assert set(replayed) == {(p, o) for p, o in receipts if o < boundary[p]}, \
         "the replay processed every event below the boundary, and nothing past it"
+    # after the restart the replay starts each partition where its group committed, and nothing below
+    resumed_from = {x["partition"]: x["from"] for x in rp["partitions"]}
+    again = [(r["partition"], r["offset"]) for r in rows[nrows_before:] if is_replay(r)]
+    assert all(o >= resumed_from[p] for p, o in again), "nothing below the resume point processed again"
+    assert sorted(again) == sorted((p, o) for p, o in receipts if resumed_from[p] <= o < boundary[p]), \
+        "after the restart, the replay processed the rest of its range once"
     if how == "sigterm":
         assert len(replayed) == len(set(replayed)), "a clean stop: each replayed event once"
-    else:
-        assert len(replayed) - len(set(replayed)) <= 3 * 2 * 10, "only the uncommitted batches again"
+    else:  # done but not yet committed when killed (key order: events of other keys may run ahead)
+        assert max(collections.Counter(replayed).values()) <= 2
     assert sorted((r["partition"], r["offset"]) for r in rows
                   if not is_replay(r) and r["offset"] < boundary[r["partition"]]) == live_below, \
         "after the restart the live trigger processed nothing below the boundary"
