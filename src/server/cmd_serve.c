@@ -147,7 +147,16 @@ int cmd_serve(int argc, char **argv)
 		case 'E': s3_endpoint = optarg; break;
 		case 'Z': s3_region = optarg; break;
 		case 'K': archive_check_ms = atoll(optarg); break;
-		case 'Q': archive_cache_bytes = atoll(optarg); break;
+		case 'Q': {
+			char *end;
+			archive_cache_bytes = strtoll(optarg, &end, 10);
+			if (*end != 0 || end == optarg || archive_cache_bytes < 65536) {
+				fprintf(stderr, "factlog: --archive-cache-bytes: expected a number of bytes, at least 65536, "
+						"got '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		}
 		case 'k':
 			if (parse_hostport(optarg, listen_host, sizeof listen_host, &ko.listen_port) != 0)
 				return 2;
@@ -181,7 +190,7 @@ int cmd_serve(int argc, char **argv)
 		default: fputs(serve_usage, stderr); return 2;
 		}
 	}
-	if (optind != argc || retention_ms <= 0 || archive_check_ms <= 0 || (archive_cache_bytes != -1 && archive_cache_bytes < 65536) || ko.default_partitions < 1 || ko.default_partitions > 10000 ||
+	if (optind != argc || retention_ms <= 0 || archive_check_ms <= 0 || ko.default_partitions < 1 || ko.default_partitions > 10000 ||
 	    ko.threads < 1 || ko.threads > 256 || ko.max_request_bytes < 1024 || ko.max_connections < 1 ||
 	    ko.group_initial_delay_ms < 0 || ko.group_initial_delay_ms > 300000 || ko.request_timeout_ms < 100) {
 		fputs(serve_usage, stderr);
