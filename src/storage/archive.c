@@ -277,7 +277,7 @@ static void cache_evict(archive_t *a)
 	while (a->cache_bytes > a->cache_bytes_max) {
 		size_t victim = a->nfiles;
 		for (size_t i = 0; i < a->nfiles; i++)
-			if ((a->files[i].pins == 0) && (victim == a->nfiles || a->files[i].used < a->files[victim].used))
+			if (a->files[i].pins == 0 && (victim == a->nfiles || a->files[i].used < a->files[victim].used))
 				victim = i;
 		if (victim == a->nfiles) {
 			if (!a->over_logged)
