@@ -30,6 +30,7 @@
  * controller never takes rt->mu, so fn_stop (under rt->mu) can join it.
  * Ownership: fn->replay owns its replay; rt_replay_stop_fn and the next replay free it after joining its thread.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -309,6 +310,33 @@ static void record_remove(runtime_t *rt, const char *name)
 void rt_replay_forget(runtime_t *rt, const char *name)
 {
 	record_remove(rt, name);
+}
+
+void rt_replay_sweep(runtime_t *rt)
+{
+	DIR *d = opendir(rt->log_dir);
+	if (d == NULL)
+		return;
+	const char *ext = ".replay";
+	size_t el = strlen(ext);
+	struct dirent *e;
+	for (int seen = 0; (e = readdir(d)) != NULL && seen < 100000; seen++) {
+		size_t n = strlen(e->d_name);
+		if (n <= el || strcmp(e->d_name + n - el, ext) != 0)
+			continue;
+		char name[256];
+		snprintf(name, sizeof name, "%.*s", (int)(n - el), e->d_name);
+		bool running = false;
+		pthread_mutex_lock(&rt->mu);
+		for (int i = 0; i < rt->nfns && !running; i++)
+			running = strcmp(rt->fns[i]->def->name, name) == 0;
+		pthread_mutex_unlock(&rt->mu);
+		if (!running) {
+			log_info("replay: function %s is not in the app: its unfinished replay is dropped", name);
+			record_remove(rt, name);
+		}
+	}
+	closedir(d);
 }
 
 /* The ranges of a record ([[partition, from, end], ...]), or false when malformed. */

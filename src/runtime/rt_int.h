@@ -315,6 +315,9 @@ rt_replay_t *rt_replay_recorded(rt_fn_t *fn, int *held);
 void rt_replay_resume(rt_fn_t *fn, rt_replay_t *rp);
 /* Removes the record of function `name` (it left the app: nothing is to resume). */
 void rt_replay_forget(runtime_t *rt, const char *name);
+/* Removes the records of functions the running app does not have (they left it while the server was
+ * down). Takes rt->mu. */
+void rt_replay_sweep(runtime_t *rt);
 /* The function's replay as JSON, or NULL when it has none (new reference). */
 json_t *rt_replay_json_fn(rt_fn_t *fn);
 

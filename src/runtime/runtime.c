@@ -628,6 +628,7 @@ err_t runtime_start(const runtime_opts_t *o, app_t *app, runtime_t **out, char *
 		runtime_stop(rt);
 		return rc;
 	}
+	rt_replay_sweep(rt);
 	*out = rt;
 	return OK;
 fail:

@@ -217,6 +217,13 @@ def record_path(lg, name):
     return os.path.join(lg.root, "data", "functions", name + ".replay")
 
 
+def start_server(lg, name="rep"):
+    """Starts the server again and waits until it runs function name (its ports open a little earlier)."""
+    lg.server.start()
+    wait_until(lambda: lg.server.get("/v1/functions/" + name).status == 200, 10, "function %s started" % name,
+               interval=0.05)
+
+
 @pytest.mark.parametrize("how", ["kill9", "sigterm"])
 def test_replay_resumes_by_itself_after_a_restart(factlog_ledger, how):
     lg = factlog_ledger
@@ -241,7 +248,7 @@ def test_replay_resumes_by_itself_after_a_restart(factlog_ledger, how):
     assert sorted(tuple(x) for x in rec["ranges"]) == \
         sorted((p, 0, sum(1 for _, q, _ in history if q == p)) for p in range(3)), rec
 
-    lg.server.start()  # no new request: the function's start resumes the recorded replay
+    start_server(lg)  # no new request: the function's start resumes the recorded replay
     rp = wait_replay(lg, "rep")
     assert rp["id"] == first_id and rp["recovered"] is True and rp["to"] == "latest", rp
     assert not os.path.exists(record_path(lg, "rep")), "an ended replay leaves no record"
@@ -296,7 +303,7 @@ def test_replay_then_live_resumes_after_a_restart_with_a_producer_running(factlo
         live_below = sorted((r["partition"], r["offset"]) for r in read_out(out)
                             if not is_replay(r) and r["offset"] < boundary[r["partition"]])
         nrows_before = len(read_out(out))
-        lg.server.start()
+        start_server(lg)
         d = lg.describe("rep")
         assert d["triggers"][0]["state"] == "stopped for a replay", "the live trigger waits for the hand-over"
         rp = wait_replay(lg, "rep", timeout=180)
@@ -351,18 +358,28 @@ def test_replay_record_removed_when_cancelled_or_function_removed(factlog_ledger
     wait_replay(lg, "rep", states=("cancelled",))
     assert not os.path.exists(record_path(lg, "rep")), "a cancelled replay is not resumed"
     lg.server.stop()
-    lg.server.start()
+    start_server(lg)
     assert "replay" not in lg.describe("rep"), "nothing resumed after the restart"
     # a function that leaves the app takes its unfinished replay with it
     assert post_replay(lg, "rep", {"from": "earliest"}).status == 202
     deploy(lg, STREAMS)
     assert not os.path.exists(record_path(lg, "rep"))
+    # ... also when it left the app while the server was down
+    deploy(lg, APP.format(run=handler_cmd(out, DELAY_MS=20), max_workers=1, batch=5, ordering="key"))
+    wait_assigned(lg, "rep")
+    assert post_replay(lg, "rep", {"from": "earliest"}).status == 202
+    lg.server.stop()
+    assert os.path.exists(record_path(lg, "rep")), "a replay stopped with the server keeps its record"
+    with open(lg.app_path, "w") as f:
+        f.write(STREAMS)
+    lg.server.start()
+    wait_until(lambda: not os.path.exists(record_path(lg, "rep")), 10, "the record dropped", interval=0.05)
     # a record that cannot be used is set aside with a note, and the function starts normally
     deploy(lg, APP.format(run=handler_cmd(out), max_workers=1, batch=5, ordering="key"))
     lg.server.stop()
     with open(record_path(lg, "rep"), "w") as f:
         f.write('{"version": 1, "id": "zz"}')
-    lg.server.start()
+    start_server(lg)
     wait_assigned(lg, "rep")
     assert "replay" not in lg.describe("rep")
     assert os.path.exists(record_path(lg, "rep") + ".bad") and not os.path.exists(record_path(lg, "rep"))
