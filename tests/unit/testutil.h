@@ -19,6 +19,24 @@
 #include "storage/partition.h"
 #include "storage/recordbatch.h"
 
+/* A fresh directory under /tmp for tests on the real file system: cmocka setup and teardown functions. */
+static char tu_dir[64] __attribute__((unused));
+
+static inline int tu_dir_setup(void **state)
+{
+	(void)state;
+	snprintf(tu_dir, sizeof tu_dir, "/tmp/factlog-test-XXXXXX");
+	assert_non_null(mkdtemp(tu_dir));
+	return 0;
+}
+
+static inline int tu_dir_teardown(void **state)
+{
+	(void)state;
+	io_remove_tree(io_posix(), tu_dir);
+	return 0;
+}
+
 static inline uint64_t tu_rng(uint64_t *x)
 {
 	uint64_t z = (*x += 0x9E3779B97F4A7C15ull);

@@ -11,27 +11,10 @@
 #include "storage/archive.h"
 #include "storage/io.h"
 
-static char dir[64];
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/factlog-test-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	io_remove_tree(io_posix(), dir);
-	return 0;
-}
-
 static archive_t *open_dir_archive(void)
 {
 	char root[128], err[256];
-	snprintf(root, sizeof root, "%s/arch", dir);
+	snprintf(root, sizeof root, "%s/arch", tu_dir);
 	archive_opts_t o = { .location = root };
 	archive_t *a = NULL;
 	assert_int_equal(archive_open(&o, &a, err, sizeof err), OK);
@@ -60,7 +43,7 @@ static void test_delete_prefix_directory(void **state)
 		assert_int_equal(b.len, 2);
 	}
 	char gone[128];
-	snprintf(gone, sizeof gone, "%s/arch/t-1", dir);
+	snprintf(gone, sizeof gone, "%s/arch/t-1", tu_dir);
 	assert_int_equal(access(gone, F_OK), -1);
 	/* again: nothing left, not an error */
 	assert_int_equal(archive_delete_prefix(a, "t-1", &n), OK);
@@ -79,7 +62,7 @@ static void cache_file(const char *cache, const char *rel, size_t bytes, int age
 {
 	char path[256];
 	snprintf(path, sizeof path, "%s/%s", cache, rel);
-	for (char *p = path + strlen(dir) + 1; (p = strchr(p, '/')) != NULL; p++) { /* mkdir -p of the parents */
+	for (char *p = path + strlen(tu_dir) + 1; (p = strchr(p, '/')) != NULL; p++) { /* mkdir -p of the parents */
 		*p = 0;
 		assert_true(mkdir(path, 0755) == 0 || errno == EEXIST);
 		*p = '/';
@@ -118,7 +101,7 @@ static void test_s3_cache_index_at_start(void **state)
 {
 	(void)state;
 	char cache[128];
-	snprintf(cache, sizeof cache, "%s/cache", dir);
+	snprintf(cache, sizeof cache, "%s/cache", tu_dir);
 	cache_file(cache, "t-1/0/A.log", 40000, 300);
 	cache_file(cache, "t-1/0/B.log", 40000, 200);
 	cache_file(cache, "t-1/1/C.log", 40000, 100);
@@ -160,8 +143,8 @@ static void test_s3_cache_index_at_start(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_delete_prefix_directory, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_s3_cache_index_at_start, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_prefix_directory, tu_dir_setup, tu_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_s3_cache_index_at_start, tu_dir_setup, tu_dir_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

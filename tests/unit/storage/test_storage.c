@@ -7,27 +7,10 @@
 
 #include "storage/storage.h"
 
-static char dir[64];
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof dir, "/tmp/factlog-test-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	io_remove_tree(io_posix(), dir);
-	return 0;
-}
-
 static storage_t *open_st(void)
 {
 	storage_opts_t o;
-	storage_opts_default(&o, dir);
+	storage_opts_default(&o, tu_dir);
 	o.defaults.segment_bytes = 4096;
 	o.retention_check_ms = 50;
 	storage_t *st = NULL;
@@ -137,7 +120,7 @@ static void test_invalid_requests(void **state)
 	assert_int_equal(storage_topic_config_set(st, "ok", "retention.ms", "soon"), ERR_INVALID);
 	/* A second process (or open) on the same directory is refused. */
 	storage_opts_t o;
-	storage_opts_default(&o, dir);
+	storage_opts_default(&o, tu_dir);
 	storage_t *st2 = NULL;
 	assert_int_equal(storage_open(&o, &st2), ERR_SYS(EBUSY));
 	storage_close(st);
@@ -175,7 +158,7 @@ static void test_delete_and_grow(void **state)
 	topic_put(t);
 	storage_close(st);
 	char trash[128];
-	snprintf(trash, sizeof trash, "%s/trash", dir);
+	snprintf(trash, sizeof trash, "%s/trash", tu_dir);
 	int entries = 0;
 	DIR *d = opendir(trash);
 	for (struct dirent *de; d && (de = readdir(d));)
@@ -211,10 +194,10 @@ static void test_retention_runs_in_background(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_topics_persist, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_invalid_requests, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_delete_and_grow, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_retention_runs_in_background, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_topics_persist, tu_dir_setup, tu_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_invalid_requests, tu_dir_setup, tu_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_delete_and_grow, tu_dir_setup, tu_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_retention_runs_in_background, tu_dir_setup, tu_dir_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
