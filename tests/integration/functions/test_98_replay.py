@@ -180,16 +180,28 @@ def finish_then_live(lg, out, bp, rp):
     return rows, receipts, boundary
 
 
+def start_then_live(lg, out, delay_ms, max_workers):
+    """Starts the app (a live trigger on orders, key order) and returns a BackgroundProducer to enter; the
+    caller posts the replay with post_then_live once live traffic flows."""
+    lg.start(APP.format(run=handler_cmd(out, DELAY_MS=delay_ms), max_workers=max_workers, batch=10,
+                        ordering="key"), {"orders": 3})
+    wait_assigned(lg, "rep")
+    return BackgroundProducer(lg.bootstrap)
+
+
+def post_then_live(lg, out):
+    """Once the live trigger processed 300 events: POST a replay from earliest, then live."""
+    wait_until(lambda: len(read_out(out)) >= 300, 60, "live events processed", interval=0.1)
+    r = post_replay(lg, "rep", {"from": "earliest", "then": "live"})
+    assert r.status == 202, r
+    assert r.json()["then"] == "live"
+
+
 def test_replay_then_live_with_producer_running(factlog_ledger):
     lg = factlog_ledger
     out = os.path.join(lg.root, "out.jsonl")
-    lg.start(APP.format(run=handler_cmd(out, DELAY_MS=1), max_workers=4, batch=10, ordering="key"), {"orders": 3})
-    wait_assigned(lg, "rep")
-    with BackgroundProducer(lg.bootstrap) as bp:
-        wait_until(lambda: len(read_out(out)) >= 300, 60, "live events processed", interval=0.1)
-        r = post_replay(lg, "rep", {"from": "earliest", "then": "live"})
-        assert r.status == 202, r
-        assert r.json()["then"] == "live"
+    with start_then_live(lg, out, delay_ms=1, max_workers=4) as bp:
+        post_then_live(lg, out)
         rp = wait_replay(lg, "rep")
         n_at_done = len(bp.receipts)
         wait_until(lambda: len(bp.receipts) >= n_at_done + 300, 60, "more produced after the hand-over",
@@ -287,12 +299,8 @@ def test_replay_resumes_by_itself_after_a_restart(factlog_ledger, how):
 def test_replay_then_live_resumes_after_a_restart_with_a_producer_running(factlog_ledger, how):
     lg = factlog_ledger
     out = os.path.join(lg.root, "out.jsonl")
-    lg.start(APP.format(run=handler_cmd(out, DELAY_MS=2), max_workers=2, batch=10, ordering="key"), {"orders": 3})
-    wait_assigned(lg, "rep")
-    with BackgroundProducer(lg.bootstrap) as bp:
-        wait_until(lambda: len(read_out(out)) >= 300, 60, "live events processed", interval=0.1)
-        r = post_replay(lg, "rep", {"from": "earliest", "then": "live"})
-        assert r.status == 202, r
+    with start_then_live(lg, out, delay_ms=2, max_workers=2) as bp:
+        post_then_live(lg, out)
         wait_until(lambda: sum(1 for r in read_out(out) if is_replay(r)) >= 150, 60, "part of the range replayed",
                    interval=0.05)
         interrupt(lg, how)
@@ -346,13 +354,18 @@ def test_replay_then_live_resumes_after_a_restart_with_a_producer_running(factlo
     assert got == {k: sorted(v) for k, v in want.items()}, "per key, live events in produce order"
 
 
+def slow_function(lg, out, n):
+    """n keyed events on orders, then function rep (start: latest) with a slow handler, one worker."""
+    lg.start(STREAMS, {"orders": 3})
+    lg.produce("orders", [("k%d" % (i % 10), {"i": i}, None) for i in range(n)])
+    deploy(lg, APP.format(run=handler_cmd(out, DELAY_MS=20), max_workers=1, batch=5, ordering="key"))
+    wait_assigned(lg, "rep")
+
+
 def test_replay_record_removed_when_cancelled_or_function_removed(factlog_ledger):
     lg = factlog_ledger
     out = os.path.join(lg.root, "out.jsonl")
-    lg.start(STREAMS, {"orders": 3})
-    lg.produce("orders", [("k%d" % (i % 10), {"i": i}, None) for i in range(600)])
-    deploy(lg, APP.format(run=handler_cmd(out, DELAY_MS=20), max_workers=1, batch=5, ordering="key"))
-    wait_assigned(lg, "rep")
+    slow_function(lg, out, 600)
     assert post_replay(lg, "rep", {"from": "earliest"}).status == 202
     assert lg.server.request("DELETE", "/v1/functions/rep/replay").status == 202
     wait_replay(lg, "rep", states=("cancelled",))
@@ -388,10 +401,7 @@ def test_replay_record_removed_when_cancelled_or_function_removed(factlog_ledger
 def test_replay_bad_input_conflict_and_cancel(factlog_ledger):
     lg = factlog_ledger
     out = os.path.join(lg.root, "out.jsonl")
-    lg.start(STREAMS, {"orders": 3})
-    lg.produce("orders", [("k%d" % (i % 10), {"i": i}, None) for i in range(1500)])
-    deploy(lg, APP.format(run=handler_cmd(out, DELAY_MS=20), max_workers=1, batch=5, ordering="key"))
-    wait_assigned(lg, "rep")
+    slow_function(lg, out, 1500)
     r = post_replay(lg, "nope", {"from": "earliest"})
     assert r.status == 404 and r.json()["error"] == "not_found", r
     for body in ({"from": "yesterday"}, {}, {"from": "earliest", "then": "dead"}, {"from": "earliest", "x": 1},
