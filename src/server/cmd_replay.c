@@ -99,8 +99,9 @@ static int follow(const char *base, const char *name, const char *id)
 				nanosleep(&(struct timespec){ .tv_nsec = 500000000 }, NULL);
 				continue;
 			}
-			fprintf(stderr, "%sfactlog: lost track of the replay (HTTP %ld); start the same replay again "
-					"to resume it\n", tty ? "\n" : "", status);
+			fprintf(stderr, "%sfactlog: lost track of the replay (HTTP %ld); it goes on, and a server that "
+					"restarts resumes it (factlog functions describe %s shows it)\n",
+				tty ? "\n" : "", status, name);
 			return 1;
 		}
 		misses = 0;
@@ -108,8 +109,8 @@ static int follow(const char *base, const char *name, const char *id)
 		const char *state = json_string_value(json_object_get(r, "state"));
 		if (rid == NULL || state == NULL || strcmp(rid, id) != 0) {
 			json_decref(r);
-			fprintf(stderr, "%sfactlog: the replay is gone (the function was redeployed or the server "
-					"restarted); start it again to resume it\n", tty ? "\n" : "");
+			fprintf(stderr, "%sfactlog: the replay is gone (the function left the app, or another replay "
+					"took its place)\n", tty ? "\n" : "");
 			return 1;
 		}
 		show(name, r, tty);

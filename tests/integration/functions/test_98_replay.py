@@ -362,6 +362,32 @@ def slow_function(lg, out, n):
     wait_assigned(lg, "rep")
 
 
+def test_replay_cli_follows_a_replay_across_a_restart(factlog_ledger):
+    lg = factlog_ledger
+    out = os.path.join(lg.root, "out.jsonl")
+    lg.start(STREAMS, {"orders": 3})
+    n = 2000
+    history = lg.produce("orders", [("k%d" % (i % 40), {"i": i}, None) for i in range(n)])
+    deploy(lg, APP.format(run=handler_cmd(out, DELAY_MS=6), max_workers=2, batch=10, ordering="partition"))
+    wait_assigned(lg, "rep")
+    cli = subprocess.Popen([factlog_bin(), "replay", "rep", "--from", "earliest", "--url", lg.server.base],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: len(read_out(out)) >= 300, 60, "part of the range replayed", interval=0.05)
+        interrupt(lg, "kill9")
+        assert cli.poll() is None, "the command waits for the server to come back"
+        start_server(lg)
+        text, err = cli.communicate(timeout=120)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait(10)
+    assert cli.returncode == 0, (text, err)
+    assert "replay of rep done: " in text.decode(), text
+    assert {(r["partition"], r["offset"]) for r in read_out(out)} == {(p, o) for _, p, o in history}
+    assert lg.describe("rep")["replay"]["recovered"] is True
+
+
 def test_replay_record_removed_when_cancelled_or_function_removed(factlog_ledger):
     lg = factlog_ledger
     out = os.path.join(lg.root, "out.jsonl")
