@@ -48,7 +48,7 @@
 
 #define RP_KAFKA_TIMEOUT_MS 10000
 #define RP_HANDOVER_ATTEMPTS 40 /* a second apart: covers a lost LeaveGroup's session timeout (10 s) */
-#define RP_RESUME_ATTEMPTS 30
+#define RP_RESUME_ATTEMPTS 30 /* a second apart: reading a recovered replay's positions */
 
 static const char *const state_names[] = { "starting", "running", "handing_over", "done", "failed", "cancelled" };
 
@@ -415,18 +415,17 @@ rt_replay_t *rt_replay_recorded(rt_fn_t *fn, int *held)
 	*held = -1;
 	char path[4200], err[512] = "";
 	record_path(fn->rt, fn->def->name, path, sizeof path);
-	json_error_t je;
-	json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-	if (o == NULL) {
-		if (access(path, F_OK) != 0)
-			return NULL; /* no replay was running */
-		snprintf(err, sizeof err, "it is not JSON (%s)", je.text);
-	}
 	struct stat st;
+	if (stat(path, &st) != 0)
+		return NULL; /* no replay was running */
+	json_error_t je;
+	json_t *o = NULL;
 	rt_replay_t *rp = NULL;
-	if (o != NULL && stat(path, &st) == 0 && st.st_size > RECORD_BYTES_MAX)
+	if (st.st_size > RECORD_BYTES_MAX)
 		snprintf(err, sizeof err, "it is larger than %d bytes", RECORD_BYTES_MAX);
-	else if (o != NULL)
+	else if ((o = json_load_file(path, JSON_REJECT_DUPLICATES, &je)) == NULL)
+		snprintf(err, sizeof err, "it is not JSON (%s)", je.text);
+	else
 		rp = record_parse(fn, o, err, sizeof err);
 	json_decref(o);
 	if (rp == NULL) {
