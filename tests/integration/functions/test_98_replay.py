@@ -236,16 +236,23 @@ def start_server(lg, name="rep"):
                interval=0.05)
 
 
+def history_then_function(lg, out, n):
+    """n keyed events on orders, then function rep (start: latest), partition order: what was done is
+    contiguous up to the batch in flight, so what an interruption makes it redo is bounded. Returns the
+    receipts [(key, partition, offset)]."""
+    lg.start(STREAMS, {"orders": 3})
+    history = lg.produce("orders", [("k%d" % (i % 40), {"i": i}, None) for i in range(n)])
+    deploy(lg, APP.format(run=handler_cmd(out, DELAY_MS=6), max_workers=2, batch=10, ordering="partition"))
+    wait_assigned(lg, "rep")
+    return history
+
+
 @pytest.mark.parametrize("how", ["kill9", "sigterm"])
 def test_replay_resumes_by_itself_after_a_restart(factlog_ledger, how):
     lg = factlog_ledger
     out = os.path.join(lg.root, "out.jsonl")
-    lg.start(STREAMS, {"orders": 3})
     n = 3000
-    history = lg.produce("orders", [("k%d" % (i % 40), {"i": i}, None) for i in range(n)])
-    # partition order: what was done is contiguous up to the batch in flight, so the redelivery is bounded
-    deploy(lg, APP.format(run=handler_cmd(out, DELAY_MS=6), max_workers=2, batch=10, ordering="partition"))
-    wait_assigned(lg, "rep")
+    history = history_then_function(lg, out, n)
     r = post_replay(lg, "rep", {"from": "earliest", "to": "latest"})
     assert r.status == 202, r
     first_id = r.json()["id"]
@@ -365,11 +372,7 @@ def slow_function(lg, out, n):
 def test_replay_cli_follows_a_replay_across_a_restart(factlog_ledger):
     lg = factlog_ledger
     out = os.path.join(lg.root, "out.jsonl")
-    lg.start(STREAMS, {"orders": 3})
-    n = 2000
-    history = lg.produce("orders", [("k%d" % (i % 40), {"i": i}, None) for i in range(n)])
-    deploy(lg, APP.format(run=handler_cmd(out, DELAY_MS=6), max_workers=2, batch=10, ordering="partition"))
-    wait_assigned(lg, "rep")
+    history = history_then_function(lg, out, 2000)
     cli = subprocess.Popen([factlog_bin(), "replay", "rep", "--from", "earliest", "--url", lg.server.base],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
