@@ -154,6 +154,7 @@ struct rt_trigger {
 	pthread_mutex_t mu;      /* done list and snapshot */
 	pthread_cond_t cond;
 	rt_job_t *done_head, *done_tail;
+	atomic_bool done_ready;  /* done_head is not empty: set by posters, cleared by take_done (a hint) */
 	rt_part_t **parts;       /* by partition id; owned by the consumer thread */
 	int nparts;
 	int rr;                  /* the partition the scheduler starts with, rotating for fairness */
@@ -166,6 +167,7 @@ struct rt_trigger {
 	char state[160];         /* under mu */
 	bool commit_inflight;    /* an asynchronous commit awaits its callback */
 	int64_t last_snap_ns;
+	int64_t next_nudge_ms;   /* fetch_nudge (trigger.c) waits until then */
 	rt_genset_t scan_blocked; /* scratch of one batch build */
 	rt_ev_t **scratch;        /* scratch of one batch build: batch_size slots */
 	buf_t jscratch;           /* scratch of one record's JSON text (the consumer thread's) */

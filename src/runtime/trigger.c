@@ -627,6 +627,7 @@ void rt_trigger_post(rt_job_t *job)
 	else
 		tr->done_head = job;
 	tr->done_tail = job;
+	atomic_store_explicit(&tr->done_ready, true, memory_order_relaxed);
 	pthread_cond_broadcast(&tr->cond);
 	/* under the lock: once the consumer has taken every job, no poster still touches tr */
 	rd_kafka_queue_yield(tr->cq);
@@ -638,6 +639,7 @@ static bool take_done(rt_trigger_t *tr)
 	pthread_mutex_lock(&tr->mu);
 	rt_job_t *j = tr->done_head;
 	tr->done_head = tr->done_tail = NULL;
+	atomic_store_explicit(&tr->done_ready, false, memory_order_relaxed);
 	pthread_mutex_unlock(&tr->mu);
 	bool any = j != NULL;
 	while (j != NULL) {
@@ -930,6 +932,39 @@ static void subscribe(rt_trigger_t *tr)
 		rt_fn_log(tr->fn, "subscribe to %s failed: %s", tr->def->stream, rd_kafka_err2str(e));
 }
 
+/* librdkafka 2.0 stops fetching a partition while its queue is over queued.min.messages or
+ * queued.max.messages.kbytes, and only looks again when its broker thread next wakes up: on network or
+ * control traffic, else after up to a second (later versions have fetch.queue.backoff.ms for this). A local
+ * broker fills the queue in milliseconds, so a fast function drained it and then waited most of that
+ * second (bench/functions.sh: 321k events/s with the pipeline idle half the time). When little is queued
+ * and a partition has records we have not seen, the trigger asks that partition's leader for its
+ * watermarks: the request wakes the broker thread, which then sees room and fetches. At most one request
+ * every FETCH_NUDGE_MS (a second after a failed one); the call blocks for a local round trip. */
+#define FETCH_NUDGE_MS 10
+#define FETCH_NUDGE_QUEUED 50000 /* messages; the fetcher's own threshold is about 300,000 of 100 bytes */
+static void fetch_nudge(rt_trigger_t *tr)
+{
+	int64_t now = rt_now_ms();
+	if (now < tr->next_nudge_ms || tr->nparts == 0)
+		return;
+	int64_t queued = (int64_t)rd_kafka_queue_length(tr->cq);
+	if (queued > FETCH_NUDGE_QUEUED)
+		return;
+	for (int j = 0; j < tr->nparts; j++) {
+		rt_part_t *p = tr->parts[(tr->rr + j) % tr->nparts];
+		if (p == NULL || !p->assigned || p->paused || p->at_end || p->next_offset < 0)
+			continue;
+		int64_t lo = -1, hi = -1; /* as of the last fetch response */
+		rd_kafka_get_watermark_offsets(tr->consumer, tr->def->stream, p->partition, &lo, &hi);
+		if ((hi < p->end ? hi : p->end) - p->next_offset <= queued)
+			continue;
+		rd_kafka_resp_err_t e =
+			rd_kafka_query_watermark_offsets(tr->consumer, tr->def->stream, p->partition, &lo, &hi, 100);
+		tr->next_nudge_ms = rt_now_ms() + (e == RD_KAFKA_RESP_ERR_NO_ERROR ? FETCH_NUDGE_MS : 1000);
+		return;
+	}
+}
+
 static void *trigger_main(void *arg)
 {
 	rt_trigger_t *tr = arg;
@@ -965,10 +1000,14 @@ static void *trigger_main(void *arg)
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(tr->consumer, (int)(timeout < 0 ? 0 : timeout));
 		for (int k = 0; m != NULL && k < 10000; k++) {
 			on_message(tr, m);
-			m = k + 1 < 10000 ? rd_kafka_consumer_poll(tr->consumer, 0) : NULL;
+			/* A finished job frees a worker: schedule before polling on. Taking 10,000 records first
+			 * (tens of milliseconds) left the workers idle and the function's throughput capped. */
+			bool done = (k & 63) == 63 && atomic_load_explicit(&tr->done_ready, memory_order_relaxed);
+			m = k + 1 < 10000 && !done ? rd_kafka_consumer_poll(tr->consumer, 0) : NULL;
 		}
 		if (m != NULL)
 			on_message(tr, m);
+		fetch_nudge(tr);
 	}
 	for (int i = 0; i < tr->nparts; i++)
 		if (tr->parts[i] != NULL)
@@ -1050,6 +1089,7 @@ err_t rt_trigger_start(rt_trigger_t *tr, char *err, size_t errcap)
 	tr->done_head = tr->done_tail = NULL;
 	tr->commit_inflight = false;
 	tr->last_snap_ns = 0;
+	tr->next_nudge_ms = 0;
 	err_t rc = rt_trigger_open(tr, err, errcap);
 	if (rc != OK)
 		return rc;
