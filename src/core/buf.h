@@ -51,7 +51,16 @@ static inline int slice_eq(slice_t a, slice_t b)
 
 /* --- buf_t: an owned byte buffer. Allocation failure aborts (buffers are sized by config limits). --- */
 void buf_reserve(buf_t *b, size_t extra);
-void buf_append(buf_t *b, const void *data, size_t len);
+/* Inline: encoders call it for every few bytes (the functions runtime's CloudEvent text, per event). */
+static inline void buf_append(buf_t *b, const void *data, size_t len)
+{
+	if (len == 0)
+		return;
+	if (b->cap - b->len < len)
+		buf_reserve(b, len);
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+}
 void buf_free(buf_t *b);
 void buf_put_u8(buf_t *b, uint8_t v);
 void buf_put_be16(buf_t *b, uint16_t v);
