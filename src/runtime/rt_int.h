@@ -13,6 +13,10 @@
  *                                   |
  *                                   +--attempts or age exhausted--> DEAD (dead letter produced) --acked--> DONE
  *
+ * An event keeps its record (librdkafka's message), not its CloudEvent: the text is built by whoever needs it
+ * (rt_ev_json), which for an invocation is the worker writing the request, so that the consumer thread, one per
+ * trigger, does not spend its time formatting JSON while the other cores wait for it.
+ *
  * A partition's events stay in offset order in its queue until DONE reaches the head; the committed offset is
  * the first undone offset. Only the consumer thread changes an event's state; a worker only reads the events
  * of the job it was handed (and the job's result fields, which it owns until it posts the job back).
@@ -42,14 +46,11 @@ typedef struct rt_replay rt_replay_t;
 enum { EV_QUEUED, EV_INFLIGHT, EV_RETRY, EV_DEAD, EV_DONE };
 
 typedef struct {
-	uint8_t *kv;             /* the record's key then value bytes, for dead letters (in the event's allocation) */
-	size_t key_len, value_len;
-	bool key_null, value_null;
-	rd_kafka_headers_t *headers; /* its headers, detached from librdkafka's message; owned; may be NULL */
+	rd_kafka_message_t *msg; /* the record as polled: key, payload, headers (parsed on first use); owned, destroyed
+				  * with the event. Copying records out at poll time, and parsing their headers there,
+				  * was half of the consumer thread's work; holding the message pins its fetch buffer
+				  * only while the event is undone. */
 	int32_t partition;
-	char *json;              /* the record as a JSON CloudEvent, compact text (ce_record_to_text), NUL-terminated;
-				  * like kv, it lives in the event's own allocation (one malloc and one free per event) */
-	size_t json_len;
 	int64_t offset;
 	int64_t ts_ms;           /* the record's timestamp */
 	int64_t arrived_ms;      /* when polled (monotonic) */
@@ -60,7 +61,6 @@ typedef struct {
 	int split;               /* the largest batch it may join; halved by bisection */
 	bool dl_inflight;        /* DEAD: its dead letter is being produced */
 	char *error;             /* the last failure, malloc'd */
-	uint8_t mem[];           /* kv, then json */
 } rt_ev_t;
 
 /* Undone events of a partition in offset order: a ring of pointers. */
@@ -170,7 +170,6 @@ struct rt_trigger {
 	int64_t next_nudge_ms;   /* fetch_nudge (trigger.c) waits until then */
 	rt_genset_t scan_blocked; /* scratch of one batch build */
 	rt_ev_t **scratch;        /* scratch of one batch build: batch_size slots */
-	buf_t jscratch;           /* scratch of one record's JSON text (the consumer thread's) */
 };
 
 /* Counters, read without locks for introspection. */
@@ -331,8 +330,11 @@ const char *rt_produce_emit(rt_fn_t *fn, json_t *emit, json_t *cause, rt_emit_wa
 err_t rt_produce_dead_letter(rt_job_t *job, const char *topic);
 int64_t rt_now_ms(void);
 int64_t rt_wall_ms(void); /* CLOCK_REALTIME: for record timestamps */
-/* An event's CloudEvent as a document, parsed from its text (new reference; NULL only if out of memory). */
-json_t *rt_ev_ce(const rt_ev_t *ev);
+/* Appends an event's CloudEvent as compact JSON text (ce_record_to_text, with its topic) to b. Any thread
+ * that may read the event (its trigger's consumer thread, or the worker holding its job). */
+void rt_ev_json(const char *topic, const rt_ev_t *ev, buf_t *b);
+/* The same as a document (new reference; NULL only if out of memory). */
+json_t *rt_ev_ce(const char *topic, const rt_ev_t *ev);
 int64_t rt_now_ns(void);
 
 #endif

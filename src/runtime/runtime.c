@@ -40,9 +40,38 @@ int64_t rt_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-json_t *rt_ev_ce(const rt_ev_t *ev)
+void rt_ev_json(const char *topic, const rt_ev_t *ev, buf_t *b)
 {
-	return ce_text_parse(ev->json, ev->json_len);
+	ce_kv_t hdrs[64];
+	int n = 0;
+	const char *name;
+	const void *val;
+	size_t size;
+	const rd_kafka_message_t *m = ev->msg;
+	rd_kafka_headers_t *h = NULL;
+	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		h = NULL;
+	while (h != NULL && n < 64 &&
+	       rd_kafka_header_get_all(h, (size_t)n, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		hdrs[n].key = slice_cstr(name);
+		hdrs[n].value = slice_make(val, size);
+		hdrs[n].value_null = val == NULL;
+		n++;
+	}
+	ce_kafka_record_t r = { .topic = topic, .partition = ev->partition, .offset = ev->offset,
+				.timestamp = ev->ts_ms, .key = slice_make(m->key, m->key_len),
+				.value = slice_make(m->payload, m->len), .key_null = m->key == NULL,
+				.value_null = m->payload == NULL, .headers = hdrs, .nheaders = n };
+	ce_record_to_text(&r, true, b); /* with topic: which trigger's stream it came from */
+}
+
+json_t *rt_ev_ce(const char *topic, const rt_ev_t *ev)
+{
+	buf_t b = { 0 };
+	rt_ev_json(topic, ev, &b);
+	json_t *o = ce_text_parse((const char *)b.data, b.len);
+	buf_free(&b);
+	return o;
 }
 
 void runtime_opts_default(runtime_opts_t *o)
@@ -320,7 +349,10 @@ err_t rt_produce_dead_letter(rt_job_t *job, const char *topic)
 {
 	rt_ev_t *ev = job->evs[0];
 	rt_trigger_t *tr = job->tr;
-	rd_kafka_headers_t *h = ev->headers != NULL ? rd_kafka_headers_copy(ev->headers) : rd_kafka_headers_new(8);
+	const rd_kafka_message_t *m = ev->msg;
+	rd_kafka_headers_t *h = NULL;
+	h = rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR ? rd_kafka_headers_copy(h)
+									   : rd_kafka_headers_new(8);
 	char num[32];
 	const char *err = ev->error ? ev->error : "failed";
 	rd_kafka_header_add(h, "factlog-error", -1, err, -1);
@@ -332,9 +364,8 @@ err_t rt_produce_dead_letter(rt_job_t *job, const char *topic)
 	snprintf(num, sizeof num, "%" PRId64, ev->offset);
 	rd_kafka_header_add(h, "factlog-offset", -1, num, -1);
 	rd_kafka_header_add(h, "factlog-function", -1, tr->fn->def->name, -1);
-	rd_kafka_resp_err_t e = produce_one(tr->fn->rt->producer, topic, ev->key_null ? NULL : ev->kv, ev->key_len,
-					    ev->value_null ? NULL : ev->kv + ev->key_len, ev->value_len, ev->ts_ms, h,
-					    &job->dr);
+	rd_kafka_resp_err_t e = produce_one(tr->fn->rt->producer, topic, m->key, m->key_len, m->payload, m->len,
+					    ev->ts_ms, h, &job->dr);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		rd_kafka_headers_destroy(h);
 		return ERR_INVALID;

@@ -22,7 +22,6 @@
 #include "core/thread.h"
 #include "core/fl_assert.h"
 #include "core/log.h"
-#include "event/cloudevents.h"
 #include "runtime/rt_int.h"
 
 /* ---- the event queue of a partition ------------------------------------------------------------------ */
@@ -56,10 +55,9 @@ static void evq_pop(rt_evq_t *q)
 
 static void ev_free(rt_ev_t *ev)
 {
-	if (ev->headers != NULL)
-		rd_kafka_headers_destroy(ev->headers);
+	rd_kafka_message_destroy(ev->msg);
 	free(ev->error);
-	free(ev); /* kv and json live in it */
+	free(ev);
 }
 
 /* ---- key sets ---------------------------------------------------------------------------------------- */
@@ -256,30 +254,6 @@ static void part_pause(rt_trigger_t *tr, rt_part_t *p, bool pause)
 
 /* ---- records in -------------------------------------------------------------------------------------- */
 
-/* The record as CloudEvent JSON text, appended to b. */
-static void message_json(rd_kafka_message_t *m, int64_t ts, buf_t *b)
-{
-	ce_kv_t hdrs[64];
-	int n = 0;
-	rd_kafka_headers_t *h = NULL;
-	if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		const char *name;
-		const void *val;
-		size_t size;
-		for (size_t i = 0; n < 64 && rd_kafka_header_get_all(h, i, &name, &val, &size) ==
-						      RD_KAFKA_RESP_ERR_NO_ERROR; i++, n++) {
-			hdrs[n].key = slice_cstr(name);
-			hdrs[n].value = slice_make(val, size);
-			hdrs[n].value_null = val == NULL;
-		}
-	}
-	ce_kafka_record_t r = { .topic = rd_kafka_topic_name(m->rkt), .partition = m->partition,
-				.offset = m->offset, .timestamp = ts, .key = slice_make(m->key, m->key_len),
-				.value = slice_make(m->payload, m->len), .key_null = m->key == NULL,
-				.value_null = m->payload == NULL, .headers = hdrs, .nheaders = n };
-	ce_record_to_text(&r, true, b); /* with topic: which trigger's stream it came from */
-}
-
 /* A replay's partition polled everything below its end: it fetches no further. */
 static void part_reached_end(rt_trigger_t *tr, rt_part_t *p)
 {
@@ -319,42 +293,19 @@ static void on_message(rt_trigger_t *tr, rd_kafka_message_t *m)
 		return;
 	}
 	rt_fn_t *fn = tr->fn;
-	/* The event's JSON text is built in the trigger's scratch buffer, then the event, the record's bytes
-	 * and the text share one allocation. */
-	int64_t ts_ms = rd_kafka_message_timestamp(m, NULL);
-	tr->jscratch.len = 0;
-	message_json(m, ts_ms, &tr->jscratch);
-	size_t kvlen = m->key_len + m->len;
-	rt_ev_t *ev = malloc(sizeof *ev + kvlen + tr->jscratch.len + 1);
-	memset(ev, 0, sizeof *ev);
+	/* The event holds the message; its CloudEvent text is built by the worker that runs it (rt_ev_json). */
+	rt_ev_t *ev = calloc(1, sizeof *ev);
+	ev->msg = m;
 	ev->offset = m->offset;
 	ev->partition = m->partition;
-	ev->ts_ms = ts_ms;
+	ev->ts_ms = rd_kafka_message_timestamp(m, NULL);
 	ev->arrived_ms = rt_now_ms();
 	ev->split = tr->def->batch_size;
 	ev->keyhash = m->key != NULL ? key_hash(m->key, m->key_len) : 0;
-	ev->kv = ev->mem;
-	ev->json = (char *)ev->mem + kvlen;
-	memcpy(ev->json, tr->jscratch.data, tr->jscratch.len);
-	ev->json[tr->jscratch.len] = 0;
-	ev->json_len = tr->jscratch.len;
-	/* keep copies and let librdkafka have its message back at once: holding messages slows its fetcher */
-	ev->key_null = m->key == NULL;
-	ev->value_null = m->payload == NULL;
-	ev->key_len = m->key_len;
-	ev->value_len = m->len;
-	if (m->key_len)
-		memcpy(ev->kv, m->key, m->key_len);
-	if (m->len)
-		memcpy(ev->kv + m->key_len, m->payload, m->len);
-	rd_kafka_headers_t *hdrs = NULL;
-	if (rd_kafka_message_detach_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
-		ev->headers = hdrs;
-	rd_kafka_message_destroy(m);
 	ev->state = EV_QUEUED;
 	atomic_fetch_add(&fn->stats.events_in, 1);
 	if (tr->def->filter != NULL) {
-		json_t *ce = rt_ev_ce(ev);
+		json_t *ce = rt_ev_ce(tr->def->stream, ev);
 		if (!filter_match(tr->def->filter, ce)) {
 			ev->state = EV_DONE;
 			atomic_fetch_add(&fn->stats.filtered, 1);
@@ -362,7 +313,7 @@ static void on_message(rt_trigger_t *tr, rd_kafka_message_t *m)
 		json_decref(ce);
 	}
 	evq_push(&p->q, ev);
-	p->next_offset = ev->offset + 1; /* m is gone: librdkafka has it back */
+	p->next_offset = ev->offset + 1;
 	if (p->next_offset >= p->end)
 		part_reached_end(tr, p);
 	else if (!p->paused && p->q.n >= max_pending(tr))
@@ -1123,7 +1074,6 @@ void rt_trigger_stop(rt_trigger_t *tr)
 	tr->parts = NULL;
 	tr->nparts = 0;
 	free(tr->scratch);
-	buf_free(&tr->jscratch);
 	tr->scratch = NULL;
 	free(tr->scan_blocked.keys);
 	free(tr->scan_blocked.gens);

@@ -34,12 +34,15 @@
 extern char **environ;
 
 #define REPLY_MAX (64u << 20) /* a reply line longer than this is a protocol error */
+#define REQ_KEEP (8u << 20)   /* a request buffer up to this size is kept for the next job, not regrown */
+#define PIPE_BYTES (1 << 20)  /* the stdin pipe's size: a batch goes in a few writes (Linux caps it) */
 
 typedef struct {
 	rt_fn_t *fn;
 	pid_t pid;
 	int in_fd, out_fd;
 	buf_t rbuf;              /* bytes read from stdout not yet consumed */
+	buf_t req;               /* the request being written, kept between jobs (see REQ_KEEP) */
 	bool cold;               /* the next reply is the first of this process */
 	int64_t spawned_ns;
 	CURL *curl;
@@ -141,6 +144,7 @@ static int worker_spawn(worker_t *w)
 		return -rc;
 	}
 	fcntl(in[1], F_SETFL, fcntl(in[1], F_GETFL) | O_NONBLOCK);
+	(void)fcntl(in[1], F_SETPIPE_SZ, PIPE_BYTES); /* best effort: fewer wake-ups per batch */
 	w->pid = pid;
 	w->in_fd = in[1];
 	w->out_fd = out[0];
@@ -165,7 +169,7 @@ static void job_request(const rt_job_t *job, buf_t *b)
 	for (int i = 0; i < job->n; i++) {
 		if (i > 0)
 			buf_append(b, ",", 1);
-		buf_append(b, job->evs[i]->json, job->evs[i]->json_len);
+		rt_ev_json(job->tr->def->stream, job->evs[i], b);
 	}
 	buf_append(b, "]}\n", 3);
 }
@@ -300,7 +304,7 @@ static void job_apply_reply(worker_t *w, rt_job_t *job, json_t *reply)
 				bad = "emit: cause is not an index of the batch";
 				break;
 			}
-			json_t *cause = rt_ev_ce(job->evs[ci]);
+			json_t *cause = rt_ev_ce(job->tr->def->stream, job->evs[ci]);
 			bad = rt_produce_emit(w->fn, e, cause, &ew);
 			json_decref(cause);
 			if (bad != NULL)
@@ -333,7 +337,7 @@ static void job_apply_reply(worker_t *w, rt_job_t *job, json_t *reply)
 				ix = v >= 0 && v < job->n ? (int)v : -1;
 			} else if (json_is_string(f)) { /* an event id, as Lambda's itemIdentifier */
 				for (int k = 0; k < job->n && ix < 0; k++) {
-					json_t *ce = rt_ev_ce(job->evs[k]);
+					json_t *ce = rt_ev_ce(job->tr->def->stream, job->evs[k]);
 					const char *id = json_string_value(json_object_get(ce, "id"));
 					if (id != NULL && strcmp(id, json_string_value(f)) == 0)
 						ix = k;
@@ -364,11 +368,12 @@ static void run_process(worker_t *w, rt_job_t *job)
 			return;
 		}
 	}
-	buf_t req = { 0 };
-	job_request(job, &req);
+	w->req.len = 0;
+	job_request(job, &w->req);
 	size_t len = 0;
-	char *line = worker_exchange(w, job, &req, &len);
-	buf_free(&req);
+	char *line = worker_exchange(w, job, &w->req, &len);
+	if (w->req.cap > REQ_KEEP)
+		buf_free(&w->req);
 	if (line == NULL)
 		return;
 	if (w->cold) {
@@ -419,7 +424,7 @@ static void run_http(worker_t *w, rt_job_t *job)
 	for (int i = 0; i < job->n; i++) {
 		if (i > 0)
 			buf_append(&req, ",", 1);
-		buf_append(&req, job->evs[i]->json, job->evs[i]->json_len);
+		rt_ev_json(job->tr->def->stream, job->evs[i], &req);
 	}
 	buf_append(&req, "]", 1);
 	char idh[200];
@@ -526,6 +531,7 @@ static void *worker_main(void *arg)
 	pthread_mutex_unlock(&fn->mu);
 	worker_kill(&w, stopping ? NULL : "idle");
 	buf_free(&w.rbuf);
+	buf_free(&w.req);
 	if (w.curl != NULL)
 		curl_easy_cleanup(w.curl);
 	/* last: once counted out, fn may be freed by rt_pool_stop's caller */
