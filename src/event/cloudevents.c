@@ -273,6 +273,11 @@ static bool put_str(buf_t *b, const uint8_t *s, size_t n)
 			continue;
 		}
 		uint8_t c = s[i];
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') { /* one plain ASCII byte */
+			i++;
+			run++;
+			continue;
+		}
 		size_t k = utf8_seq(s + i, n - i);
 		if (k > 0 && c >= 0x20 && c != '"' && c != '\\') {
 			i += k;
@@ -339,6 +344,10 @@ static bool jv_string(jv_t *v)
 			} else if (!strchr("\"\\/bfnrt", *v->p) || *v->p == 0) {
 				return false;
 			}
+			v->p++;
+			continue;
+		}
+		if (*v->p >= 0x20 && *v->p < 0x80) { /* plain ASCII ('"' and '\\' were taken above) */
 			v->p++;
 			continue;
 		}
@@ -816,6 +825,10 @@ void ce_record_to_text(const ce_kafka_record_t *rec, bool with_topic, buf_t *b)
 		put_attr(b, &first, "partitionkey", rec->key.ptr ? rec->key.ptr : (const uint8_t *)"", rec->key.len);
 		bool text = true;
 		for (size_t i = 0; i < rec->key.len && text;) {
+			if (rec->key.ptr[i] != 0 && rec->key.ptr[i] < 0x80) {
+				i++;
+				continue;
+			}
 			size_t k = utf8_seq(rec->key.ptr + i, rec->key.len - i);
 			text = k > 0 && rec->key.ptr[i] != 0;
 			i += k ? k : 1;

@@ -892,7 +892,7 @@ static void subscribe(rt_trigger_t *tr)
  * watermarks: the request wakes the broker thread, which then sees room and fetches. At most one request
  * every FETCH_NUDGE_MS (a second after a failed one); the call blocks for a local round trip. */
 #define FETCH_NUDGE_MS 10
-#define FETCH_NUDGE_QUEUED 50000 /* messages; the fetcher's own threshold is about 300,000 of 100 bytes */
+#define FETCH_NUDGE_QUEUED 20000 /* messages; the fetcher stops at about 75,000 of 100 bytes (8 MiB) */
 static void fetch_nudge(rt_trigger_t *tr)
 {
 	int64_t now = rt_now_ms();
@@ -994,8 +994,8 @@ err_t rt_trigger_open(rt_trigger_t *tr, char *err, size_t errcap)
 		{ "enable.partition.eof", replay ? "true" : "false" },
 		{ "fetch.wait.max.ms", "100" },
 		{ "fetch.error.backoff.ms", "100" },
-		{ "queued.max.messages.kbytes", "32768" },
-		{ "queued.min.messages", "1000000" },
+		{ "queued.max.messages.kbytes", "8192" },
+		{ "queued.min.messages", "100000" },
 		{ "topic.metadata.refresh.interval.ms", "5000" },
 		{ "session.timeout.ms", "10000" },
 		{ "heartbeat.interval.ms", "1000" },
