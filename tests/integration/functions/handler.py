@@ -9,6 +9,7 @@ key, data, attempt, time) and is steered by environment variables and by the eve
   data.fail_once=true  report this event as failed (partial batch failure) the first time it is seen
   data.hang=true    hang (sleep 60 s) at this event, once per $CRASH_MARK file (a worker that times out)
   EMIT=TOPIC        emit one event per input event to TOPIC, with cause = its index
+  GATE=FILE         while FILE does not exist, wait 0.2 s before each batch (a slow function)
 """
 import json
 import os
@@ -21,11 +22,14 @@ OUT = os.environ["OUT"]
 DELAY_MS = int(os.environ.get("DELAY_MS", "0"))
 EMIT = os.environ.get("EMIT")
 CRASH_MARK = os.environ.get("CRASH_MARK", "")
+GATE = os.environ.get("GATE")
 FN = os.environ.get("FACTLOG_FUNCTION", "?")
 seen_fail = set()
 
 
 def handle(req):
+    if GATE and not os.path.exists(GATE):
+        time.sleep(0.2)
     out = open(OUT, "a")
     failed, emit = [], []
     try:
