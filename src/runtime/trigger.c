@@ -240,6 +240,12 @@ static size_t max_pending(const rt_trigger_t *tr)
 	return tr->pending_cap > 0 ? tr->pending_cap : 20000;
 }
 
+/* What the consumer keeps prefetched (librdkafka's queue limits); see fetch_nudge. */
+#define PREFETCH_RECORDS 100000
+#define PREFETCH_KBYTES 8192
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 static void part_pause(rt_trigger_t *tr, rt_part_t *p, bool pause)
 {
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
@@ -250,6 +256,8 @@ static void part_pause(rt_trigger_t *tr, rt_part_t *p, bool pause)
 		rd_kafka_resume_partitions(tr->consumer, l);
 	rd_kafka_topic_partition_list_destroy(l);
 	p->paused = pause;
+	if (!pause && tr->nudges_left < tr->nparts)
+		tr->nudges_left = tr->nparts; /* librdkafka fetches again only when its broker thread wakes */
 }
 
 /* ---- records in -------------------------------------------------------------------------------------- */
@@ -293,6 +301,8 @@ static void on_message(rt_trigger_t *tr, rd_kafka_message_t *m)
 		return;
 	}
 	rt_fn_t *fn = tr->fn;
+	tr->polled_bytes += (int64_t)(m->key_len + m->len); /* for fetch_nudge's estimate of the queue's bytes */
+	tr->polled_n++;
 	/* The event holds the message; its CloudEvent text is built by the worker that runs it (rt_ev_json). */
 	rt_ev_t *ev = calloc(1, sizeof *ev);
 	ev->msg = m;
@@ -885,24 +895,30 @@ static void subscribe(rt_trigger_t *tr)
 
 /* librdkafka 2.0 stops fetching a partition while its queue is over queued.min.messages or
  * queued.max.messages.kbytes, and only looks again when its broker thread next wakes up: on network or
- * control traffic, else after up to a second (later versions have fetch.queue.backoff.ms for this). A local
- * broker fills the queue in milliseconds, so a fast function drained it and then waited most of that
- * second (bench/functions.sh: 321k events/s with the pipeline idle half the time). When little is queued
- * and a partition has records we have not seen, the trigger asks that partition's leader for its
- * watermarks: the request wakes the broker thread, which then sees room and fetches. At most one request
- * every FETCH_NUDGE_MS (a second after a failed one); the call blocks for a local round trip. */
+ * control traffic, else after up to a second (later versions have fetch.queue.backoff.ms for this). Resuming
+ * a paused partition waits for that wake-up too. A local broker fills the queue in milliseconds, so a fast
+ * function drained it and then waited most of that second (bench/functions.sh: 321k events/s with the
+ * pipeline idle half the time). So once the queue has come near those limits (or a partition resumed), and
+ * has then drained low while a partition has records we have not seen, the trigger asks that partition's
+ * leader for its watermarks: the request wakes the broker thread, which sees room and fetches. One request
+ * every FETCH_NUDGE_MS, a partition at a time (their leaders may differ), each partition at most once per
+ * arming; a second's pause after a failed one. It blocks the loop for a round trip, and live traffic that
+ * never fills the queue never pays it. */
 #define FETCH_NUDGE_MS 10
-#define FETCH_NUDGE_QUEUED 20000 /* messages; the fetcher stops at about 75,000 of 100 bytes (8 MiB) */
 static void fetch_nudge(rt_trigger_t *tr)
 {
-	int64_t now = rt_now_ms();
-	if (now < tr->next_nudge_ms || tr->nparts == 0)
-		return;
 	int64_t queued = (int64_t)rd_kafka_queue_length(tr->cq);
-	if (queued > FETCH_NUDGE_QUEUED)
+	int64_t avg = tr->polled_n > 0 ? tr->polled_bytes / tr->polled_n + 1 : 1;
+	if (queued >= PREFETCH_RECORDS / 4 || queued * avg >= PREFETCH_KBYTES * 1024 / 4) {
+		tr->nudges_left = tr->nparts; /* near the limits: the fetcher may stop */
+		return;
+	}
+	int64_t now = rt_now_ms();
+	if (tr->nudges_left <= 0 || now < tr->next_nudge_ms || queued >= PREFETCH_RECORDS / 5 ||
+	    queued * avg >= PREFETCH_KBYTES * 1024 / 5)
 		return;
 	for (int j = 0; j < tr->nparts; j++) {
-		rt_part_t *p = tr->parts[(tr->rr + j) % tr->nparts];
+		rt_part_t *p = tr->parts[tr->nudge_rr++ % tr->nparts];
 		if (p == NULL || !p->assigned || p->paused || p->at_end || p->next_offset < 0)
 			continue;
 		int64_t lo = -1, hi = -1; /* as of the last fetch response */
@@ -912,8 +928,10 @@ static void fetch_nudge(rt_trigger_t *tr)
 		rd_kafka_resp_err_t e =
 			rd_kafka_query_watermark_offsets(tr->consumer, tr->def->stream, p->partition, &lo, &hi, 100);
 		tr->next_nudge_ms = rt_now_ms() + (e == RD_KAFKA_RESP_ERR_NO_ERROR ? FETCH_NUDGE_MS : 1000);
+		tr->nudges_left--;
 		return;
 	}
+	tr->nudges_left = 0; /* nothing left to fetch */
 }
 
 static void *trigger_main(void *arg)
@@ -994,8 +1012,8 @@ err_t rt_trigger_open(rt_trigger_t *tr, char *err, size_t errcap)
 		{ "enable.partition.eof", replay ? "true" : "false" },
 		{ "fetch.wait.max.ms", "100" },
 		{ "fetch.error.backoff.ms", "100" },
-		{ "queued.max.messages.kbytes", "8192" },
-		{ "queued.min.messages", "100000" },
+		{ "queued.max.messages.kbytes", STR(PREFETCH_KBYTES) },
+		{ "queued.min.messages", STR(PREFETCH_RECORDS) },
 		{ "topic.metadata.refresh.interval.ms", "5000" },
 		{ "session.timeout.ms", "10000" },
 		{ "heartbeat.interval.ms", "1000" },
@@ -1041,6 +1059,8 @@ err_t rt_trigger_start(rt_trigger_t *tr, char *err, size_t errcap)
 	tr->commit_inflight = false;
 	tr->last_snap_ns = 0;
 	tr->next_nudge_ms = 0;
+	tr->nudges_left = 0;
+	tr->polled_bytes = tr->polled_n = 0;
 	err_t rc = rt_trigger_open(tr, err, errcap);
 	if (rc != OK)
 		return rc;
