@@ -172,6 +172,8 @@ struct rt_trigger {
 	int64_t polled_bytes, polled_n; /* key and value bytes of the records polled, and how many */
 	rt_genset_t scan_blocked; /* scratch of one batch build */
 	rt_ev_t **scratch;        /* scratch of one batch build: batch_size slots */
+	rt_ev_t **ev_cache;       /* freed events kept for reuse (trigger.c ev_new), ev_cached of them */
+	size_t ev_cached;
 };
 
 /* Counters, read without locks for introspection. */
