@@ -49,7 +49,9 @@ typedef struct {
 	rd_kafka_message_t *msg; /* the record as polled: key, payload, headers (parsed on first use); owned, destroyed
 				  * with the event. Copying records out at poll time, and parsing their headers there,
 				  * was half of the consumer thread's work; holding the message pins its fetch buffer
-				  * only while the event is undone. */
+				  * only while the event is undone. The header parse writes into the message, so only
+				  * the thread holding the event reads them: the worker while its job is in flight,
+				  * else the consumer thread (dead letters, filters). */
 	int32_t partition;
 	int64_t offset;
 	int64_t ts_ms;           /* the record's timestamp */
