@@ -8,7 +8,8 @@
 # Prints a markdown table with the targets. Builds nothing: needs BUILD_DIR/factlog, BUILD_DIR/bench/fn_noop
 # and BUILD_DIR/bench/bench_functions.
 # Usage: bench/functions.sh [BUILD_DIR]
-#   env: BENCH_DIR, SECONDS_EACH (10), BACKLOG (2000000), PARTITIONS (4), RATES ("1000 50000")
+#   env: BENCH_DIR, SECONDS_EACH (10), BACKLOG (2000000), PARTITIONS (4), RATES ("1000 50000"; "none" for
+#        the throughput run alone)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 BUILD=$(cd "${1:-build}" && pwd)
@@ -76,7 +77,9 @@ pct() { # percentile $2 of the numbers in file $1
 	sort -n "$1" | awk -v p="$2" '{a[NR]=$1} END {i=int(NR*p/100); if (i<1) i=1; print a[i]}'
 }
 declare -A LAT50 LAT99
-for rate in ${RATES:-1000 50000}; do
+rates=${RATES:-1000 50000}
+[ "$rates" = none ] && rates=""
+for rate in $rates; do
 	: >"$S/lat.txt"
 	"$BUILD/bench/bench_functions" paced --brokers "$BOOT" --topic lat --rate "$rate" --seconds "$SECS" >"$S/p.txt"
 	sleep 1
@@ -111,7 +114,7 @@ cat <<EOF2
 
 | Functions ($(date -u +%Y-%m-%d), $(nproc) cores) | measured | target |
 |---|---|---|
-| append -> handler p50 / p99 at 1,000 events/s | ${LAT50[1000]} / ${LAT99[1000]} ms | p99 < 10 ms |
-| append -> handler p50 / p99 at 50,000 events/s | ${LAT50[50000]} / ${LAT99[50000]} ms | (recorded) |
+| append -> handler p50 / p99 at 1,000 events/s | ${LAT50[1000]:--} / ${LAT99[1000]:--} ms | p99 < 10 ms |
+| append -> handler p50 / p99 at 50,000 events/s | ${LAT50[50000]:--} / ${LAT99[50000]:--} ms | (recorded) |
 | no-op handler, batches of 1,000, backlog of $BACKLOG | $TPUT events/s | >= 1,000,000 events/s |
 EOF2
