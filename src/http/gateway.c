@@ -161,9 +161,14 @@ static enum MHD_Result queue(hreq_t *r)
 		atomic_fetch_add(&r->srv->errors_5xx, 1);
 	else if (r->status >= 400)
 		atomic_fetch_add(&r->srv->errors_4xx, 1);
-	const char *body = r->out ? r->out : "";
-	struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), (void *)(uintptr_t)body,
-								    MHD_RESPMEM_MUST_COPY);
+	/* The body is handed over (MHD frees it with free()), not copied. */
+	struct MHD_Response *resp;
+	if (r->out != NULL) {
+		resp = MHD_create_response_from_buffer(strlen(r->out), r->out, MHD_RESPMEM_MUST_FREE);
+		r->out = NULL;
+	} else {
+		resp = MHD_create_response_from_buffer(0, (void *)(uintptr_t)"", MHD_RESPMEM_PERSISTENT);
+	}
 	if (r->ctype)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->ctype);
 	if (r->next_offset[0])
@@ -470,6 +475,21 @@ static const char *parse_events(hreq_t *r, events_t *evs, int *status)
 
 static void dedup_insert(http_server_t *s, receipt_t *rc, int64_t now);
 
+/* Appends v in decimal (receipts are written per event: snprintf costs more than the rest of one). */
+static void put_decimal(buf_t *b, int64_t v)
+{
+	char t[24];
+	size_t n = sizeof t;
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	do {
+		t[--n] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		t[--n] = '-';
+	buf_append(b, t + n, sizeof t - n);
+}
+
 static void produce_finish(hreq_t *r)
 {
 	if (r->wait_err != OK) {
@@ -486,17 +506,29 @@ static void produce_finish(hreq_t *r)
 		dedup_insert(s, rc, now);
 	}
 	pthread_mutex_unlock(&s->mu);
-	json_t *arr = json_array();
-	for (int i = 0; i < r->nreceipts; i++)
-		json_array_append_new(arr, json_pack("{s:s,s:i,s:I}", "topic", r->receipts[i].topic, "partition",
-						     r->receipts[i].partition, "offset", (json_int_t)r->receipts[i].offset));
-	if (r->single) {
-		json_t *one = json_incref(json_array_get(arr, 0));
-		json_decref(arr);
-		reply_json(r, 200, one);
-	} else {
-		reply_json(r, 200, arr);
+	/* The receipts as text, built straight into the body: topic names need no escaping ([A-Za-z0-9._-]). */
+	buf_t b = { 0 };
+	buf_reserve(&b, (size_t)r->nreceipts * (TOPIC_NAME_MAX + 64) + 3);
+	if (!r->single)
+		buf_put_u8(&b, '[');
+	for (int i = 0; i < r->nreceipts; i++) {
+		const receipt_t *rc = &r->receipts[i];
+		if (i > 0)
+			buf_put_u8(&b, ',');
+		buf_append(&b, "{\"topic\":\"", 10);
+		buf_append(&b, rc->topic, strlen(rc->topic));
+		buf_append(&b, "\",\"partition\":", 14);
+		put_decimal(&b, rc->partition);
+		buf_append(&b, ",\"offset\":", 10);
+		put_decimal(&b, rc->offset);
+		buf_put_u8(&b, '}');
 	}
+	if (!r->single)
+		buf_put_u8(&b, ']');
+	buf_put_u8(&b, 0);
+	r->status = 200;
+	r->out = (char *)b.data; /* owned by r now */
+	r->ctype = "application/json";
 }
 
 static uint64_t key_hash(const char *k)
@@ -592,19 +624,26 @@ static void route_produce(hreq_t *r, const char *tname)
 	}
 	r->receipts = calloc((size_t)evs.n, sizeof *r->receipts);
 	r->nreceipts = evs.n;
-	int32_t *part_of = malloc((size_t)evs.n * sizeof *part_of);
-	/* Repeats inside this request: an open-addressing table of first occurrences (indexes), 2x the events. */
+	/* Repeats inside this request: an open-addressing table of first occurrences (indexes), 2x the events.
+	 * It and the partitioning below share one scratch allocation: part_of[n], seen[tcap], first_of and
+	 * fill[nparts + 1] each, order[n + 1]. */
 	size_t tcap = 16;
 	while (tcap < (size_t)evs.n * 2)
 		tcap <<= 1;
-	int32_t *seen = malloc(tcap * sizeof *seen);
+	int32_t *scratch = malloc(((size_t)evs.n * 2 + 1 + tcap + ((size_t)nparts + 1) * 2) * sizeof *scratch);
+	ASSERT(r->receipts != NULL && scratch != NULL);
+	int32_t *part_of = scratch, *seen = part_of + evs.n, *first_of = seen + tcap;
+	int32_t *fill = first_of + nparts + 1, *order = fill + nparts + 1;
 	memset(seen, 0xff, tcap * sizeof *seen); /* -1: empty */
 	for (int i = 0; i < evs.n; i++) {
 		receipt_t *rc = &r->receipts[i];
 		const char *src = ce_get(&evs.v[i], "source"), *id = ce_get(&evs.v[i], "id");
-		size_t kl = strlen(src) + strlen(id) + 2;
-		char *key = malloc(kl);
-		snprintf(key, kl, "%s\n%s", src, id);
+		size_t sl = strlen(src), il = strlen(id);
+		char *key = malloc(sl + il + 2);
+		ASSERT(key != NULL);
+		memcpy(key, src, sl);
+		key[sl] = '\n';
+		memcpy(key + sl + 1, id, il + 1);
 		if (dedup_lookup(s, key, rc)) {
 			rc->dup = true;
 			atomic_fetch_add(&s->dups, 1);
@@ -629,25 +668,20 @@ static void route_produce(hreq_t *r, const char *tname)
 		part_of[i] = pk ? ce_partition_for_key(slice_cstr(pk), nparts)
 				: (int32_t)(atomic_fetch_add(&s->rr, 1) % (uint64_t)nparts);
 	}
-	free(seen);
 	/* The events of each partition, in event order (a counting sort: O(events + partitions)). */
-	int32_t *first_of = calloc((size_t)nparts + 1, sizeof *first_of);
-	int32_t *order = malloc(((size_t)evs.n + 1) * sizeof *order);
+	memset(first_of, 0, ((size_t)nparts + 1) * sizeof *first_of);
 	for (int i = 0; i < evs.n; i++)
 		if (part_of[i] >= 0)
 			first_of[part_of[i] + 1]++;
 	for (int32_t p = 0; p < nparts; p++)
 		first_of[p + 1] += first_of[p];
-	{
-		int32_t *fill = malloc(((size_t)nparts + 1) * sizeof *fill);
-		memcpy(fill, first_of, ((size_t)nparts + 1) * sizeof *fill);
-		for (int i = 0; i < evs.n; i++)
-			if (part_of[i] >= 0)
-				order[fill[part_of[i]]++] = i;
-		free(fill);
-	}
-	/* One batch per partition, in event order; a waiter per batch. */
-	r->waits = calloc((size_t)nparts, sizeof *r->waits);
+	memcpy(fill, first_of, ((size_t)nparts + 1) * sizeof *fill);
+	for (int i = 0; i < evs.n; i++)
+		if (part_of[i] >= 0)
+			order[fill[part_of[i]]++] = i;
+	/* One batch per partition, in event order; a waiter per batch (at most one per event). */
+	r->waits = calloc((unsigned)(evs.n < nparts ? evs.n : nparts), sizeof *r->waits);
+	ASSERT(r->waits != NULL);
 	err_t err = OK;
 	int64_t now = clock_wall_ms(clock_system());
 	pthread_mutex_lock(&r->mu);
@@ -700,9 +734,7 @@ static void route_produce(hreq_t *r, const char *tname)
 			r->receipts[i].partition = first->partition;
 			r->receipts[i].offset = first->offset;
 		}
-	free(part_of);
-	free(first_of);
-	free(order);
+	free(scratch);
 	if (err != OK) {
 		/* Batches already appended are waited for by nobody: refuse the request as a whole. */
 		reply_error(r, status_for(err), err == ERR_TOO_LARGE ? "too_large" : "append_failed", err_str(err));
