@@ -292,7 +292,9 @@ static void on_dirty(void *arg, partition_t *p)
 	st->queue[st->nqueue].t = t;
 	st->queue[st->nqueue].p = p;
 	st->nqueue++;
-	pthread_cond_broadcast(&st->cond);
+	/* One flusher is enough for one partition: a broadcast woke every flusher per append burst, and all
+	 * but one went back to sleep (two context switches each, for nothing). */
+	pthread_cond_signal(&st->cond);
 	pthread_mutex_unlock(&st->mu);
 }
 
@@ -872,6 +874,17 @@ typedef struct {
 	int index;
 } flusher_arg_t;
 
+/* The oldest queued partition (st->mu held, nqueue > 0). First in, first out: the queue holds each dirty
+ * partition about once, so taking the newest could pass over an old one for as long as others are re-dirtied. */
+static flush_item_t queue_pop_front(storage_t *st)
+{
+	ASSERT(st->nqueue > 0);
+	flush_item_t item = st->queue[0];
+	st->nqueue--;
+	memmove(st->queue, st->queue + 1, st->nqueue * sizeof *st->queue);
+	return item;
+}
+
 /* Extra flusher threads (FLUSH_ALWAYS/NEVER): each takes one partition at a time, so fdatasync calls of
  * different partitions overlap instead of queueing behind each other. */
 static void *flusher_helper(void *arg)
@@ -884,7 +897,7 @@ static void *flusher_helper(void *arg)
 			pthread_cond_wait(&st->cond, &st->mu);
 			continue;
 		}
-		flush_item_t item = st->queue[--st->nqueue];
+		flush_item_t item = queue_pop_front(st);
 		pthread_mutex_unlock(&st->mu);
 		flush_items(&item, 1);
 		pthread_mutex_lock(&st->mu);
@@ -918,6 +931,13 @@ static void *flusher_main(void *arg)
 			run_retention(st);
 			pthread_mutex_lock(&st->mu);
 			next_retention = now + st->opts.retention_check_ms;
+			continue;
+		}
+		if (!interval) { /* one partition at a time, as the helpers take them */
+			flush_item_t item = queue_pop_front(st);
+			pthread_mutex_unlock(&st->mu);
+			flush_items(&item, 1);
+			pthread_mutex_lock(&st->mu);
 			continue;
 		}
 		flush_item_t *items = st->queue;
