@@ -45,6 +45,9 @@ struct kworker {
 	kreq_t *parked; /* fetches waiting for data */
 	loop_task_t data_task;
 	atomic_bool data_posted;
+	/* How many fetches are parked: new data wakes only loops with some (written by the loop, read by the
+	 * storage's flusher). */
+	atomic_int nparked;
 };
 
 /* A file range spliced into a response after `at` bytes of its memory part. */
