@@ -9,6 +9,12 @@
  *   fdatasync on every segment with unsynced bytes outside the lock (appends continue meanwhile), then
  *   advances durable_end to the snapshot and completes the waiters it covers. One fdatasync serves every
  *   append that landed before the snapshot.
+ * - Zeros ahead: fallocate reserves the active segment's space as unwritten extents, and the first
+ *   fdatasync after an append into one must also write the inode (the extent turned written): about a
+ *   third more CPU and latency per fsync on ext4. When flush rounds are small (single events, many fsyncs
+ *   per MiB), the flusher writes real zeros a little ahead of the data, under the lock so no append lands
+ *   there meanwhile; they reach the disk with the next round and later rounds write data blocks only. Large
+ *   rounds skip it: there the inode write is amortised and the zeros would double the bytes written.
  * - The recovery point (file `recovery-point`) records a durable (segment, position, offset) triple in two
  *   alternating 64-byte slots, each with its own CRC, so a torn write of one slot leaves the other. On open
  *   an invalid batch below it is corruption of acknowledged data, above it a torn tail.
@@ -54,6 +60,7 @@ struct partition {
 	partition_waiter_t *wait_head, *wait_tail;
 	bool flushing, dirty_notified;
 	int64_t flushes;
+	int64_t round_bytes_avg; /* bytes made durable per flush round, a moving average (flusher only) */
 	prod_table_t producers;
 	int ckpt_fd;
 	ckpt_t ckpt;          /* the last recovery point persisted */
@@ -685,6 +692,34 @@ static void preallocate(partition_t *p)
 	segment_unref(a);
 }
 
+/* Zeros ahead (see the notes above): rounds up to this size on average qualify; the window kept ahead. */
+#define ZERO_ROUND_BYTES_MAX (32 * 1024)
+#define ZERO_AHEAD_BYTES (256 * 1024)
+#define ZERO_CHUNK_BYTES (64 * 1024)
+
+static void zero_ahead(partition_t *p)
+{
+	static const uint8_t zeros[ZERO_CHUNK_BYTES];
+	if (p->round_bytes_avg > ZERO_ROUND_BYTES_MAX)
+		return;
+	pthread_mutex_lock(&p->mu); /* held throughout: an append must not land in what is being zeroed */
+	log_segment_t *a = active(p);
+	int64_t from = a->zeroed > a->size ? a->zeroed : a->size;
+	int64_t to = from + ZERO_AHEAD_BYTES < a->alloc ? from + ZERO_AHEAD_BYTES : a->alloc;
+	err_t rc = OK;
+	if (p->failed == OK && !a->seal_pending && from - a->size < ZERO_AHEAD_BYTES / 2) {
+		for (int64_t pos = from; pos < to && rc == OK; pos += ZERO_CHUNK_BYTES) {
+			size_t n = to - pos < ZERO_CHUNK_BYTES ? (size_t)(to - pos) : ZERO_CHUNK_BYTES;
+			rc = io_pwrite_all(p->env.io, a->fd, zeros, n, pos);
+			if (rc == OK)
+				a->zeroed = pos + (int64_t)n;
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (rc != OK) /* past the data: nothing is lost, the extents stay reserved */
+		log_debug("partition %s: writing zeros ahead failed (%s)", p->dir, err_str(rc));
+}
+
 static err_t sync_segments(partition_t *p, log_segment_t **list, const bool *sealing, size_t n, bool dir_sync)
 {
 	err_t rc = OK;
@@ -753,6 +788,8 @@ static err_t flush_once(partition_t *p)
 		failed = fail_locked(p, rc);
 	} else {
 		if (sync_active && target_end > p->durable_end) {
+			int64_t round = target_base == p->durable_seg_base ? target_pos - p->durable_pos : target_pos;
+			p->round_bytes_avg += (round - p->round_bytes_avg) / 8;
 			advanced = true;
 			p->flushes++;
 			p->durable_end = target_end;
@@ -798,8 +835,10 @@ static err_t flush_once(partition_t *p)
 			return crc;
 		}
 	}
-	if (rc == OK)
+	if (rc == OK) {
 		preallocate(p);
+		zero_ahead(p);
+	}
 	return rc;
 }
 

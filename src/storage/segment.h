@@ -48,6 +48,7 @@ typedef struct log_segment {
 	int fd;
 	int64_t size;        /* bytes of valid batches */
 	int64_t alloc;       /* bytes the file is known to span (preallocated) */
+	int64_t zeroed;      /* [size, zeroed) holds zeros written for real, not just reserved (partition.c) */
 	int64_t next_offset; /* last offset + 1; == base when empty */
 	int64_t max_ts;      /* largest batch max timestamp; -1 when empty */
 	int64_t max_ts_rel;  /* relative base offset of the batch that holds max_ts */
