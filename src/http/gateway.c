@@ -542,7 +542,7 @@ static uint64_t key_hash(const char *k)
 /* Removes ring entry i from its bucket chain (s->mu held). */
 static void dedup_unlink(http_server_t *s, int32_t i)
 {
-	int32_t *pp = &s->buckets[s->dedup[i].hash % s->nbuckets];
+	int32_t *pp = &s->buckets[s->dedup[i].hash & (s->nbuckets - 1)];
 	for (int guard = 0; *pp >= 0 && guard < (1 << 30); guard++) {
 		if (*pp == i) {
 			*pp = s->dedup[i].chain;
@@ -576,20 +576,27 @@ static void dedup_insert(http_server_t *s, receipt_t *rc, int64_t now)
 	d->partition = rc->partition;
 	d->offset = rc->offset;
 	d->at_ms = now;
-	int32_t *b = &s->buckets[d->hash % s->nbuckets];
+	int32_t *b = &s->buckets[d->hash & (s->nbuckets - 1)];
 	d->chain = *b;
 	*b = i;
 }
 
-static bool dedup_lookup(http_server_t *s, const char *key, receipt_t *out)
+/* The bucket of hash h, fetched into the cache ahead of dedup_lookup (a miss each in a table of millions). */
+static void dedup_prefetch(const http_server_t *s, uint64_t h)
+{
+	if (s->nbuckets > 0)
+		__builtin_prefetch(&s->buckets[h & (s->nbuckets - 1)]);
+}
+
+/* A durable receipt for key (hash h) within the window: copied to out, true. */
+static bool dedup_lookup(http_server_t *s, const char *key, uint64_t h, receipt_t *out)
 {
 	if (s->nbuckets == 0)
 		return false;
 	int64_t now = clock_wall_ms(clock_system());
-	uint64_t h = key_hash(key);
 	bool found = false;
 	pthread_mutex_lock(&s->mu);
-	for (int32_t i = s->buckets[h % s->nbuckets], guard = 0; i >= 0 && !found && guard < (1 << 30);
+	for (int32_t i = s->buckets[h & (s->nbuckets - 1)], guard = 0; i >= 0 && !found && guard < (1 << 30);
 	     i = s->dedup[i].chain, guard++) {
 		dedup_t *d = &s->dedup[i];
 		if (d->hash == h && now - d->at_ms <= s->opts.dedup_window_ms && strcmp(d->key, key) == 0) {
@@ -635,8 +642,11 @@ static void route_produce(hreq_t *r, const char *tname)
 	int32_t *part_of = scratch, *seen = part_of + evs.n, *first_of = seen + tcap;
 	int32_t *fill = first_of + nparts + 1, *order = fill + nparts + 1;
 	memset(seen, 0xff, tcap * sizeof *seen); /* -1: empty */
+	/* Keys and hashes first, each bucket prefetched, so a batch's lookups do not wait on one miss each. */
+	char **keys = malloc((size_t)evs.n * (sizeof *keys + sizeof(uint64_t)));
+	ASSERT(keys != NULL);
+	uint64_t *hashes = (uint64_t *)(void *)(keys + evs.n);
 	for (int i = 0; i < evs.n; i++) {
-		receipt_t *rc = &r->receipts[i];
 		const char *src = ce_get(&evs.v[i], "source"), *id = ce_get(&evs.v[i], "id");
 		size_t sl = strlen(src), il = strlen(id), tl = strnlen(tname, TOPIC_NAME_MAX);
 		char *key = malloc(sl + il + tl + 3);
@@ -646,7 +656,14 @@ static void route_produce(hreq_t *r, const char *tname)
 		memcpy(key + sl + 1, id, il + 1);
 		memcpy(key + sl + il + 2, tname, tl);
 		key[sl + il + 2 + tl] = 0;
-		if (dedup_lookup(s, key, rc)) {
+		keys[i] = key;
+		hashes[i] = key_hash(key);
+		dedup_prefetch(s, hashes[i]);
+	}
+	for (int i = 0; i < evs.n; i++) {
+		receipt_t *rc = &r->receipts[i];
+		char *key = keys[i];
+		if (dedup_lookup(s, key, hashes[i], rc)) {
 			rc->dup = true;
 			atomic_fetch_add(&s->dups, 1);
 			part_of[i] = -1;
@@ -654,7 +671,7 @@ static void route_produce(hreq_t *r, const char *tname)
 			continue;
 		}
 		/* A repeat inside this same request is a duplicate of its first occurrence. */
-		size_t slot = (size_t)key_hash(key) & (tcap - 1);
+		size_t slot = (size_t)hashes[i] & (tcap - 1);
 		while (seen[slot] >= 0 && strcmp(r->receipts[seen[slot]].dedup_key, key) != 0)
 			slot = (slot + 1) & (tcap - 1);
 		if (seen[slot] >= 0) {
@@ -670,6 +687,7 @@ static void route_produce(hreq_t *r, const char *tname)
 		part_of[i] = pk ? ce_partition_for_key(slice_cstr(pk), nparts)
 				: (int32_t)(atomic_fetch_add(&s->rr, 1) % (uint64_t)nparts);
 	}
+	free(keys);
 	/* The events of each partition, in event order (a counting sort: O(events + partitions)). */
 	memset(first_of, 0, ((size_t)nparts + 1) * sizeof *first_of);
 	for (int i = 0; i < evs.n; i++)
@@ -1622,7 +1640,9 @@ err_t http_server_start(storage_t *st, const http_opts_t *o, http_server_t **out
 	s->opts = *o;
 	pthread_mutex_init(&s->mu, NULL);
 	if (o->dedup_max > 0 && o->dedup_window_ms > 0) {
-		s->nbuckets = (size_t)o->dedup_max * 2 + 1;
+		s->nbuckets = 16; /* a power of two, at least twice the entries: a mask, not a division */
+		while (s->nbuckets < (size_t)o->dedup_max * 2)
+			s->nbuckets <<= 1;
 		s->buckets = malloc(s->nbuckets * sizeof *s->buckets);
 		ASSERT(s->buckets != NULL);
 		memset(s->buckets, 0xff, s->nbuckets * sizeof *s->buckets); /* all -1 */
