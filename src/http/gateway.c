@@ -69,6 +69,7 @@ struct http_server {
 	struct hreq *suspended;
 	atomic_uint_fast64_t rr;
 	atomic_uint_fast64_t events_in, requests, errors_4xx, errors_5xx, dups;
+	atomic_int draining; /* requests resumed by http_server_stop whose 503 is not sent yet */
 	bool stopping;
 };
 
@@ -123,7 +124,9 @@ struct hreq {
 	atomic_int refs;
 	int64_t committed;
 	bool timed_out;
-	hreq_t *susp_next;
+	hreq_t *susp_next, *susp_prev; /* in srv->suspended, doubly linked: a completion unlinks in O(1) */
+	bool susp_linked;              /* in srv->suspended (srv->mu) */
+	bool stop_answered;            /* resumed by http_server_stop: counted in srv->draining */
 	sse_t *sse; /* a live tail: the response streams from it */
 };
 
@@ -180,6 +183,21 @@ static enum MHD_Result queue(hreq_t *r)
 
 /* ---------------------------------------------------------------- async completion */
 
+/* Takes r out of srv->suspended if it is there (s->mu held). */
+static void susp_unlink(http_server_t *s, hreq_t *r)
+{
+	if (!r->susp_linked)
+		return;
+	if (r->susp_prev != NULL)
+		r->susp_prev->susp_next = r->susp_next;
+	else
+		s->suspended = r->susp_next;
+	if (r->susp_next != NULL)
+		r->susp_next->susp_prev = r->susp_prev;
+	r->susp_next = r->susp_prev = NULL;
+	r->susp_linked = false;
+}
+
 static void complete_one(hreq_t *r)
 {
 	pthread_mutex_lock(&r->mu);
@@ -191,11 +209,7 @@ static void complete_one(hreq_t *r)
 		r->suspended = false;
 		http_server_t *s = r->srv;
 		pthread_mutex_lock(&s->mu);
-		for (hreq_t **pp = &s->suspended; *pp; pp = &(*pp)->susp_next)
-			if (*pp == r) {
-				*pp = r->susp_next;
-				break;
-			}
+		susp_unlink(s, r);
 		pthread_mutex_unlock(&s->mu);
 		MHD_resume_connection(r->mc);
 	}
@@ -1578,8 +1592,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 			reply_error(r, 503, "shutting_down", "the server is stopping");
 			return queue(r);
 		}
+		r->susp_prev = NULL;
 		r->susp_next = s->suspended;
+		if (s->suspended != NULL)
+			s->suspended->susp_prev = r;
 		s->suspended = r;
+		r->susp_linked = true;
 		pthread_mutex_unlock(&s->mu);
 		r->suspended = true;
 		MHD_suspend_connection(mc);
@@ -1600,6 +1618,8 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
 	(void)mc;
 	(void)toe;
 	hreq_t *r = *con_cls;
+	if (r != NULL && r->stop_answered)
+		atomic_fetch_sub(&r->srv->draining, 1);
 	if (r != NULL)
 		hreq_unref(r);
 	*con_cls = NULL;
@@ -1697,21 +1717,36 @@ void http_server_stop(http_server_t *s)
 		return;
 	/* Resume whatever waits (MHD must not stop with suspended connections); they answer 503 or finish. */
 	pthread_mutex_lock(&s->mu);
-	s->stopping = true;
-	hreq_t *list = s->suspended;
-	s->suspended = NULL;
+	s->stopping = true; /* from here on nothing suspends */
 	pthread_mutex_unlock(&s->mu);
-	for (hreq_t *r = list; r != NULL; r = r->susp_next) {
+	for (;;) {
+		/* One at a time, taken under the lock with a reference: a completion racing us either unlinked
+		 * it first (and resumes it itself) or finds it gone from the list. */
+		pthread_mutex_lock(&s->mu);
+		hreq_t *r = s->suspended;
+		if (r != NULL) {
+			susp_unlink(s, r);
+			atomic_fetch_add(&r->refs, 1);
+		}
+		pthread_mutex_unlock(&s->mu);
+		if (r == NULL)
+			break;
 		pthread_mutex_lock(&r->mu);
 		if (r->suspended) {
 			r->suspended = false;
 			r->remaining = 0;
 			r->finish = NULL;
 			reply_error(r, 503, "shutting_down", "the server is stopping");
+			r->stop_answered = true;
+			atomic_fetch_add(&s->draining, 1);
 			MHD_resume_connection(r->mc);
 		}
 		pthread_mutex_unlock(&r->mu);
+		hreq_unref(r);
 	}
+	/* Bounded: let the resumed requests send their 503 before MHD closes every connection. */
+	for (int i = 0; i < 200 && atomic_load(&s->draining) > 0; i++)
+		usleep(10000);
 	sse_wake_all(s); /* live tails see `stopping` and end their streams */
 	for (int i = 0; i < 200; i++) { /* bounded: give them a moment to write their end */
 		pthread_mutex_lock(&s->mu);

@@ -107,3 +107,37 @@ def test_wait_bad_parameters(server):
         assert r.json()["error"] == "bad_request", (q, r)
     r = server.request("POST", "/v1/groups/g/wait?topic=wait.bad&partition=0&offset=0")
     assert r.status == 405, r
+
+
+def test_pending_waits_answer_503_on_shutdown(make_server):
+    """Requests suspended in the server (waits) when it stops: each answers 503 shutting_down at once, and
+    the server exits cleanly (status 0)."""
+    server = make_server()
+    server.create_topic("wait.stop", 1)
+    r = server.post_batch("wait.stop", [ce(i, source="/wait-stop") for i in range(3)])
+    assert r.status == 200, r
+    results = []
+    lock = threading.Lock()
+
+    def waiter(i):
+        try:
+            resp, dt = timed_get(server, wait_path("stop-group-%d" % i, "wait.stop", 0, 2, 60000), timeout=30)
+            out = (resp.status, resp.json().get("error"), dt)
+        except Exception as e:  # a reset connection is a failure too: the answer must be a 503
+            out = ("exception", repr(e), None)
+        with lock:
+            results.append(out)
+
+    threads = [threading.Thread(target=waiter, args=(i,), daemon=True) for i in range(8)]
+    for th in threads:
+        th.start()
+    time.sleep(1.0)  # all suspended by now
+    assert results == [], results
+    t0 = time.monotonic()
+    server.stop()  # raises unless the exit status is 0
+    stopped_in = time.monotonic() - t0
+    for th in threads:
+        th.join(20)
+    assert len(results) == 8, results
+    assert all(s == 503 and e == "shutting_down" for s, e, _ in results), results
+    assert stopped_in < 10, "stopping took %.1f s with 8 waits pending" % stopped_in
