@@ -33,10 +33,30 @@ done
 [ -n "$PORT" ] || { echo "server did not start"; cat "$S/log"; exit 1; }
 U=http://127.0.0.1:$PORT
 curl -sf -XPOST "$U/v1/topics" -d '{"name":"clicks","partitions":8}' > /dev/null
-echo "date: $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) cores; wrk and factlog share them"
-single=$(wrk -t2 -c64 -d"${SECS}s" -s bench/http/post_event.lua "$U/v1/topics/clicks/events" | grep RESULT)
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) cores; wrk and factlog share them; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+# factlog's CPU time (user, system: clock ticks) and context switches (all its threads), for the costs per event.
+proc_counts() {
+	local cs=0 n
+	for f in /proc/"$PID"/task/*/status; do
+		n=$(awk '/_ctxt_switches/ { s += $2 } END { print s + 0 }' "$f" 2>/dev/null || echo 0)
+		cs=$((cs + n))
+	done
+	echo "$(awk '{ print $14, $15 }' /proc/"$PID"/stat) $cs"
+}
+# Runs wrk; prints its RESULT line with factlog's CPU microseconds (user+system) and context switches per event.
+run_wrk() {
+	local conns=$1 script=$2 before after res
+	before=$(proc_counts)
+	res=$(wrk -t2 -c"$conns" -d"${SECS}s" -s "$script" "$U/v1/topics/clicks/events" | grep RESULT)
+	after=$(proc_counts)
+	echo "$res $(echo "$before $after $res" | awk -v hz="$(getconf CLK_TCK)" -v secs="$SECS" '{
+		match($0, /events_per_s=[0-9]+/); ev = substr($0, RSTART + 13, RLENGTH - 13) * secs
+		if (ev > 0) printf "factlog_cpu_us_per_event=%.1f (user %.1f) ctxsw_per_event=%.2f",
+			($4 - $1 + $5 - $2) * 1e6 / hz / ev, ($4 - $1) * 1e6 / hz / ev, ($6 - $3) / ev }')"
+}
+single=$(run_wrk 64 bench/http/post_event.lua)
 echo "single events, 64 connections: $single"
-batch=$(wrk -t2 -c16 -d"${SECS}s" -s bench/http/post_batch.lua "$U/v1/topics/clicks/events" | grep RESULT)
+batch=$(run_wrk 16 bench/http/post_batch.lua)
 echo "batches of 100, 16 connections: $batch"
 A=bench/http/artillery
 art=""
