@@ -86,6 +86,7 @@ typedef struct {
 	int64_t offset;
 	bool dup;
 	char *dedup_key; /* as dedup_t's key: source "\n" id "\0" topic */
+	uint64_t hash;   /* of dedup_key */
 } receipt_t;
 
 struct hreq {
@@ -487,7 +488,8 @@ static const char *parse_events(hreq_t *r, events_t *evs, int *status)
 	return NULL;
 }
 
-static void dedup_insert(http_server_t *s, receipt_t *rc, int64_t now);
+static char *dedup_insert(http_server_t *s, receipt_t *rc, int64_t now);
+static void dedup_prefetch(const http_server_t *s, uint64_t h);
 
 /* Appends v in decimal (receipts are written per event: snprintf costs more than the rest of one). */
 static void put_decimal(buf_t *b, int64_t v)
@@ -512,14 +514,32 @@ static void produce_finish(hreq_t *r)
 	}
 	http_server_t *s = r->srv;
 	int64_t now = clock_wall_ms(clock_system());
+	/* Durable now: remember for retries. The buckets touched (the new entries' and those of the entries
+	 * they evict) are prefetched first, and evicted keys are freed after the lock. */
+	char **evicted = malloc((size_t)r->nreceipts * sizeof *evicted);
+	ASSERT(evicted != NULL);
+	int nevicted = 0;
 	pthread_mutex_lock(&s->mu);
-	for (int i = 0; i < r->nreceipts; i++) { /* durable now: remember for retries */
+	if (s->nbuckets > 0) {
+		size_t slot = s->dedup_next;
+		for (int i = 0; i < r->nreceipts; i++, slot = (slot + 1) % (size_t)s->opts.dedup_max) {
+			dedup_prefetch(s, r->receipts[i].hash);
+			if (slot < s->ndedup && s->dedup[slot].key != NULL)
+				dedup_prefetch(s, s->dedup[slot].hash);
+		}
+	}
+	for (int i = 0; i < r->nreceipts; i++) {
 		receipt_t *rc = &r->receipts[i];
 		if (rc->dup || rc->dedup_key == NULL || s->nbuckets == 0)
 			continue;
-		dedup_insert(s, rc, now);
+		char *old = dedup_insert(s, rc, now);
+		if (old != NULL)
+			evicted[nevicted++] = old;
 	}
 	pthread_mutex_unlock(&s->mu);
+	for (int i = 0; i < nevicted; i++)
+		free(evicted[i]);
+	free(evicted);
 	/* The receipts as text, built straight into the body: topic names need no escaping ([A-Za-z0-9._-]). */
 	buf_t b = { 0 };
 	buf_reserve(&b, (size_t)r->nreceipts * (TOPIC_NAME_MAX + 64) + 3);
@@ -566,8 +586,9 @@ static void dedup_unlink(http_server_t *s, int32_t i)
 	}
 }
 
-/* Remembers a durable receipt, evicting the oldest when the ring is full (s->mu held). */
-static void dedup_insert(http_server_t *s, receipt_t *rc, int64_t now)
+/* Remembers a durable receipt, evicting the oldest when the ring is full (s->mu held). Returns the evicted
+ * entry's key for the caller to free (outside the lock), or NULL. */
+static char *dedup_insert(http_server_t *s, receipt_t *rc, int64_t now)
 {
 	size_t max = (size_t)s->opts.dedup_max;
 	if (s->ndedup < max) {
@@ -580,19 +601,20 @@ static void dedup_insert(http_server_t *s, receipt_t *rc, int64_t now)
 	int32_t i = (int32_t)s->dedup_next;
 	s->dedup_next = (s->dedup_next + 1) % max;
 	dedup_t *d = &s->dedup[i];
-	if (d->key != NULL) {
+	char *old = d->key;
+	if (old != NULL)
 		dedup_unlink(s, i);
-		free(d->key);
-	}
 	d->key = rc->dedup_key;
 	rc->dedup_key = NULL;
-	d->hash = key_hash(d->key);
+	d->hash = rc->hash;
+	DASSERT(d->hash == key_hash(d->key));
 	d->partition = rc->partition;
 	d->offset = rc->offset;
 	d->at_ms = now;
 	int32_t *b = &s->buckets[d->hash & (s->nbuckets - 1)];
 	d->chain = *b;
 	*b = i;
+	return old;
 }
 
 /* The bucket of hash h, fetched into the cache ahead of dedup_lookup (a miss each in a table of millions). */
@@ -696,6 +718,7 @@ static void route_produce(hreq_t *r, const char *tname)
 		}
 		seen[slot] = i;
 		rc->dedup_key = key;
+		rc->hash = hashes[i];
 		memcpy(rc->topic, tname, strnlen(tname, TOPIC_NAME_MAX)); /* calloc'd: stays terminated */
 		const char *pk = ce_get(&evs.v[i], "partitionkey");
 		part_of[i] = pk ? ce_partition_for_key(slice_cstr(pk), nparts)
