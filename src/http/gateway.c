@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "core/thread.h"
+#include "core/clock.h"
 #include "core/compat.h"
 #include "core/fl_assert.h"
 #include "core/log.h"
@@ -127,6 +128,8 @@ struct hreq {
 	bool timed_out;
 	hreq_t *susp_next, *susp_prev; /* in srv->suspended, doubly linked: a completion unlinks in O(1) */
 	bool susp_linked;              /* in srv->suspended (srv->mu) */
+	bool produce;                  /* a produce that got as far as waiting for its receipts */
+	int64_t start_ns;              /* when its headers arrived (monotonic), for the latency histogram */
 	bool stop_answered;            /* resumed by http_server_stop: counted in srv->draining */
 	sse_t *sse; /* a live tail: the response streams from it */
 };
@@ -165,6 +168,8 @@ static enum MHD_Result queue(hreq_t *r)
 		atomic_fetch_add(&r->srv->errors_5xx, 1);
 	else if (r->status >= 400)
 		atomic_fetch_add(&r->srv->errors_4xx, 1);
+	else if (r->produce)
+		stats_hist_observe(&storage_stats(r->srv->st)->http_produce, clock_mono_ns(clock_system()) - r->start_ns);
 	/* The body is handed over (MHD frees it with free()), not copied. */
 	struct MHD_Response *resp;
 	if (r->out != NULL) {
@@ -802,6 +807,7 @@ static void route_produce(hreq_t *r, const char *tname)
 	}
 	atomic_fetch_add(&s->events_in, (uint64_t)evs.n);
 	r->finish = produce_finish;
+	r->produce = true;
 out:
 	for (int i = 0; i < evs.n; i++)
 		ce_event_free(&evs.v[i]);
@@ -1162,6 +1168,9 @@ static void metrics_storage(buf_t *b, http_server_t *s, const metrics_ctx_t *m)
 		     "Kafka Produce requests, from the whole request read to its answer ready (acks=all: durable).",
 		     "acks=\"1\"", &ss->kafka_produce[0]);
 	metrics_hist(b, "factlog_kafka_produce_duration_seconds", NULL, "acks=\"all\"", &ss->kafka_produce[1]);
+	metrics_hist(b, "factlog_http_produce_duration_seconds",
+		     "HTTP produce requests answered 2xx, from their headers in to their durable receipts out.", NULL,
+		     &ss->http_produce);
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
 	n = snprintf(t, sizeof t,
 		     "# HELP factlog_http_connections Open HTTP connections.\n"
@@ -1582,6 +1591,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		r->mc = mc;
 		pthread_mutex_init(&r->mu, NULL);
 		atomic_init(&r->refs, 1);
+		r->start_ns = clock_mono_ns(clock_system());
 		*con_cls = r;
 		atomic_fetch_add(&s->requests, 1);
 		/* The body's room at once (a 100 KB batch grew through a dozen reallocs and copies). */

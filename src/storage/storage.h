@@ -138,6 +138,7 @@ typedef struct {
 	_Atomic uint64_t fetches, fetch_bytes;
 	stats_hist_t fsync;            /* group-commit fsync rounds, one partition each */
 	stats_hist_t kafka_produce[2]; /* Produce, the request read -> its answer ready: [0] acks=1, [1] acks=all */
+	stats_hist_t http_produce;     /* POST .../events answered 2xx: the request's headers in -> its receipts out */
 	_Atomic int64_t kafka_connections;
 } storage_stats_t;
 

@@ -44,6 +44,10 @@ def test_metrics_promtool(server):
               for p in range(3))
     assert hwm == 10, text
     assert 'factlog_partition_high_watermark{topic="metrics-b",partition="1"}' in samples, text
+    # HTTP produce latency: the batch and the duplicate post above were answered with receipts.
+    assert int(samples["factlog_http_produce_duration_seconds_count"]) >= 2, text
+    assert samples['factlog_http_produce_duration_seconds_bucket{le="+Inf"}'] == \
+        samples["factlog_http_produce_duration_seconds_count"], text
     # Kafka produce latency, per acks: at least one request each, and every one within the +Inf bucket.
     for acks in ("1", "all"):
         n = int(samples['factlog_kafka_produce_duration_seconds_count{acks="%s"}' % acks])
