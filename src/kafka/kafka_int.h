@@ -107,6 +107,8 @@ struct kconn {
 
 /* Adopts an accepted (non-blocking) socket as a connection of worker w; counts toward nconns. */
 kconn_t *kafka_conn_new(kworker_t *w, int fd, const char *peer);
+/* A worker's own state and event loop (not its listener): kafka_server_start, and the request fuzzer. */
+err_t kworker_init(kworker_t *w, kafka_server_t *s);
 
 typedef void (*kapi_fn)(kreq_t *req);
 typedef struct {

@@ -171,6 +171,17 @@ void kreq_unpark(kreq_t *req)
 	atomic_fetch_sub(&w->nparked, 1);
 }
 
+static void on_data_task(loop_task_t *t);
+
+err_t kworker_init(kworker_t *w, kafka_server_t *s)
+{
+	w->srv = s;
+	w->data_task.cb = on_data_task;
+	w->data_task.data = w;
+	atomic_init(&w->nparked, 0);
+	return loop_new(&w->loop);
+}
+
 static void on_data_task(loop_task_t *t)
 {
 	kworker_t *w = t->data;
@@ -643,11 +654,7 @@ err_t kafka_server_start(storage_t *st, const kafka_opts_t *opts, kafka_server_t
 		s->workers[i].listen_fd = -1;
 	for (int i = 0; i < s->nworkers && rc == OK; i++) {
 		kworker_t *w = &s->workers[i];
-		w->srv = s;
-		w->data_task.cb = on_data_task;
-		w->data_task.data = w;
-		atomic_init(&w->nparked, 0);
-		rc = loop_new(&w->loop);
+		rc = kworker_init(w, s);
 		if (rc == OK) {
 			w->listen_fd = lfd;
 			w->listen_io.fd = lfd;

@@ -50,8 +50,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	pthread_mutex_init(&srv.pid_mu, NULL);
 	srv.workers = &worker;
 	srv.nworkers = 1;
-	worker.srv = &srv;
-	ASSERT(loop_new(&worker.loop) == OK);
+	ASSERT(kworker_init(&worker, &srv) == OK);
 	ASSERT(coord_start(&srv, &srv.coord) == OK);
 	return 0;
 }
