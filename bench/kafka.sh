@@ -74,36 +74,21 @@ done
 [ -n "$PORT" ] || { echo "factlog did not start:" >&2; cat "$S/server.log" >&2; exit 1; }
 echo "factlog pid $PID on 127.0.0.1:$PORT, data in $S/data"
 
-# run NAME ARGS...: one bench_kafka run; its output is shown and kept in $S/NAME.out.
-run() {
-	local name=$1
-	shift
+# runwith TOOL NAME ARGS...: one run of bench/TOOL (bench_kafka, fetch_raw or produce_raw) against the
+# broker; its output is shown and kept in $S/NAME.out.
+runwith() {
+	local tool=$1 name=$2
+	shift 2
 	echo
-	echo "## $name: bench_kafka $*"
-	timeout 180 "$BENCH" --brokers "127.0.0.1:$PORT" --partitions "$PARTS" --record-bytes "$REC" "$@" \
-		>"$S/$name.out" 2>&1 || echo "bench_kafka exited with status $?" >>"$S/$name.out"
+	echo "## $name: $tool $*"
+	timeout 180 "$BUILD/bench/$tool" --brokers "127.0.0.1:$PORT" --partitions "$PARTS" "$@" \
+		>"$S/$name.out" 2>&1 || echo "$tool exited with status $?" >>"$S/$name.out"
 	cat "$S/$name.out"
 }
-# raw NAME ARGS...: one fetch_raw run (Fetch answers checked batch by batch, no record decoded).
-raw() {
-	local name=$1
-	shift
-	echo
-	echo "## $name: fetch_raw $*"
-	timeout 180 "$BUILD/bench/fetch_raw" --brokers "127.0.0.1:$PORT" --partitions "$PARTS" --seconds 60 "$@" \
-		>"$S/$name.out" 2>&1 || echo "fetch_raw exited with status $?" >>"$S/$name.out"
-	cat "$S/$name.out"
-}
-# rawp NAME ARGS...: one produce_raw run (ready-made batches, pipelined requests: no per-message client work).
-rawp() {
-	local name=$1
-	shift
-	echo
-	echo "## $name: produce_raw $*"
-	timeout 180 "$BUILD/bench/produce_raw" --brokers "127.0.0.1:$PORT" --partitions "$PARTS" \
-		--record-bytes "$REC" "$@" >"$S/$name.out" 2>&1 || echo "produce_raw exited with status $?" >>"$S/$name.out"
-	cat "$S/$name.out"
-}
+run() { local name=$1; shift; runwith bench_kafka "$name" --record-bytes "$REC" "$@"; }
+# raw: Fetch answers checked batch by batch, no record decoded; rawp: ready-made batches, pipelined.
+raw() { local name=$1; shift; runwith fetch_raw "$name" --seconds 60 "$@"; }
+rawp() { local name=$1; shift; runwith produce_raw "$name" --record-bytes "$REC" "$@"; }
 # get NAME KEY: a value from the RESULT line of run NAME ("?" when missing).
 get() {
 	local v
