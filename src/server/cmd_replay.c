@@ -91,6 +91,7 @@ static int follow(const char *base, const char *name, const char *id)
 {
 	bool tty = isatty(STDOUT_FILENO) == 1;
 	int misses = 0;
+	int64_t last_line = INT64_MIN; /* off a terminal: a progress line a second at most */
 	for (;;) {
 		long status;
 		json_t *r = fetch(base, name, &status);
@@ -113,7 +114,13 @@ static int follow(const char *base, const char *name, const char *id)
 					"took its place)\n", tty ? "\n" : "");
 			return 1;
 		}
-		show(name, r, tty);
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+		if (tty || state_final(state) || now_ms - last_line >= 1000) {
+			show(name, r, tty);
+			last_line = now_ms;
+		}
 		if (state_final(state)) {
 			int rc = strcmp(state, "done") == 0 ? 0 : 1;
 			if (tty)
@@ -133,7 +140,8 @@ static int follow(const char *base, const char *name, const char *id)
 			return rc;
 		}
 		json_decref(r);
-		nanosleep(&(struct timespec){ .tv_sec = tty ? 0 : 1, .tv_nsec = tty ? 250000000 : 0 }, NULL);
+		/* Polled often so the end is seen when it comes (a once-a-second poll rounded a short replay up). */
+		nanosleep(&(struct timespec){ .tv_nsec = 100000000 }, NULL);
 	}
 }
 
