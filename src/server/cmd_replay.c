@@ -91,7 +91,7 @@ static int follow(const char *base, const char *name, const char *id)
 {
 	bool tty = isatty(STDOUT_FILENO) == 1;
 	int misses = 0;
-	int64_t last_line = INT64_MIN; /* off a terminal: a progress line a second at most */
+	int64_t last_line = -1; /* off a terminal: a progress line a second at most (-1: none yet) */
 	for (;;) {
 		long status;
 		json_t *r = fetch(base, name, &status);
@@ -117,7 +117,7 @@ static int follow(const char *base, const char *name, const char *id)
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-		if (tty || state_final(state) || now_ms - last_line >= 1000) {
+		if (tty || state_final(state) || last_line < 0 || now_ms - last_line >= 1000) {
 			show(name, r, tty);
 			last_line = now_ms;
 		}
