@@ -170,72 +170,75 @@ def test_power_loss_keeps_everything_acknowledged():
     deleted = set()
     lost_total = 0
     problems = []
-    for n in range(CUTS):
-        load = Round(b.bootstrap, n, acked, lock)
-        # An acknowledged creation with acknowledged records, and an acknowledged deletion of an older one.
-        name = "t-%d" % n
-        admin.create_topics([NewTopic(name, 1)])[name].result(10)
-        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
-        vals = [b"%s-%d" % (name.encode(), i) for i in range(10)]
-        for v in vals:
-            p.produce(name, v)
-        assert p.flush(10) == 0
-        topics[name] = vals
-        if n >= 2:
-            old = "t-%d" % (n - 2)
-            admin.delete_topics([old])[old].result(10)
-            del topics[old]
-            deleted.add(old)
-        time.sleep(rnd.uniform(0.3, 1.2))
-        b.kill9()
-        load.halt()
-        # The power comes back: only what was synced is on the disk.
-        shadow = os.path.join(root, "shadow-%d" % n)
-        durable = os.path.join(root, "durable-%d" % n)
-        materialize(shadow, durable)
-        lost_total += unsynced_bytes(data, durable)
-        log = b.log_tail(1 << 20)
-        if "powerloss shim:" in log:
-            problems.append("round %d: the shim saw files it could not follow:\n%s" % (n, log[-2000:]))
-        shutil.rmtree(data)
-        os.rename(durable, data)
-        shutil.rmtree(shadow)
-        b.start(env(n + 1))
-        # Offset commits the broker acknowledged before the cut.
-        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "g-%d" % n})
-        for tp in c.committed([TopicPartition("power", q) for q in range(PARTS)], timeout=10):
-            want = load.commits.get(tp.partition, 0)
-            if max(tp.offset, 0) < want:  # nothing committed reads back as a negative offset
-                problems.append("round %d: group g-%d committed %d on partition %d, reads back %d"
-                                % (n, n, want, tp.partition, tp.offset))
-        c.close()
-        load.consumer.close()
-        # Topics.
-        md = admin.list_topics(timeout=10).topics
-        for t, vals in topics.items():
-            if t not in md:
-                problems.append("round %d: acknowledged topic %s is gone" % (n, t))
-                continue
-            got, _ = read_all(b.bootstrap, t, 1)
-            if [got[0].get(i) for i in range(len(vals))] != vals:
-                problems.append("round %d: topic %s lost acknowledged records" % (n, t))
-        for t in deleted:
-            if t in md:
-                problems.append("round %d: deleted topic %s came back" % (n, t))
-        # Records.
-        got, ends = read_all(b.bootstrap, "power", PARTS)
-        for value, (q, off) in acked.items():
-            if got[q].get(off) != value:
-                problems.append("round %d: acknowledged %r at %d/%d reads back as %r"
-                                % (n, value[:14], q, off, got[q].get(off, b"")[:14]))
-        for q in range(PARTS):
-            if sorted(got[q]) != list(range(ends[q])):
-                problems.append("round %d: partition %d offsets are not dense" % (n, q))
-        values = [v for q in range(PARTS) for v in got[q].values()]
-        if len(values) != len(set(values)):
-            problems.append("round %d: %d duplicated values" % (n, len(values) - len(set(values))))
-        assert not problems, "\n".join(problems[:10]) + "\n" + b.log_tail()
-    b.remove()
+    try:
+        for n in range(CUTS):
+            load = Round(b.bootstrap, n, acked, lock)
+            # An acknowledged creation with acknowledged records, and an acknowledged deletion of an older one.
+            name = "t-%d" % n
+            admin.create_topics([NewTopic(name, 1)])[name].result(10)
+            p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
+            vals = [b"%s-%d" % (name.encode(), i) for i in range(10)]
+            for v in vals:
+                p.produce(name, v)
+            assert p.flush(10) == 0
+            topics[name] = vals
+            if n >= 2:
+                old = "t-%d" % (n - 2)
+                admin.delete_topics([old])[old].result(10)
+                del topics[old]
+                deleted.add(old)
+            time.sleep(rnd.uniform(0.3, 1.2))
+            b.kill9()
+            load.halt()
+            # The power comes back: only what was synced is on the disk.
+            shadow = os.path.join(root, "shadow-%d" % n)
+            durable = os.path.join(root, "durable-%d" % n)
+            materialize(shadow, durable)
+            lost_total += unsynced_bytes(data, durable)
+            log = b.log_tail(1 << 20)
+            if "powerloss shim:" in log:
+                problems.append("round %d: the shim saw files it could not follow:\n%s" % (n, log[-2000:]))
+            shutil.rmtree(data)
+            os.rename(durable, data)
+            shutil.rmtree(shadow)
+            b.start(env(n + 1))
+            # Offset commits the broker acknowledged before the cut.
+            c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "g-%d" % n})
+            for tp in c.committed([TopicPartition("power", q) for q in range(PARTS)], timeout=10):
+                want = load.commits.get(tp.partition, 0)
+                if max(tp.offset, 0) < want:  # nothing committed reads back as a negative offset
+                    problems.append("round %d: group g-%d committed %d on partition %d, reads back %d"
+                                    % (n, n, want, tp.partition, tp.offset))
+            c.close()
+            load.consumer.close()
+            # Topics.
+            md = admin.list_topics(timeout=10).topics
+            for t, vals in topics.items():
+                if t not in md:
+                    problems.append("round %d: acknowledged topic %s is gone" % (n, t))
+                    continue
+                got, _ = read_all(b.bootstrap, t, 1)
+                if [got[0].get(i) for i in range(len(vals))] != vals:
+                    problems.append("round %d: topic %s lost acknowledged records" % (n, t))
+            for t in deleted:
+                if t in md:
+                    problems.append("round %d: deleted topic %s came back" % (n, t))
+            # Records.
+            got, ends = read_all(b.bootstrap, "power", PARTS)
+            for value, (q, off) in acked.items():
+                if got[q].get(off) != value:
+                    problems.append("round %d: acknowledged %r at %d/%d reads back as %r"
+                                    % (n, value[:14], q, off, got[q].get(off, b"")[:14]))
+            for q in range(PARTS):
+                if sorted(got[q]) != list(range(ends[q])):
+                    problems.append("round %d: partition %d offsets are not dense" % (n, q))
+            values = [v for q in range(PARTS) for v in got[q].values()]
+            if len(values) != len(set(values)):
+                problems.append("round %d: %d duplicated values" % (n, len(values) - len(set(values))))
+            assert not problems, "\n".join(problems[:10]) + "\n" + b.log_tail()
+    finally:
+        b.stop()  # by its PID, also when a check above failed (the data stays for a look)
+    shutil.rmtree(root)
     assert acked, "nothing was acknowledged"
     assert lost_total > 0, "no cut threw away unsynced data: the shim did not bite"
     print("power loss: %d cuts, %d acknowledged records all present, %d unsynced bytes thrown away"

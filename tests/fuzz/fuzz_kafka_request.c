@@ -23,14 +23,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static storage_t *st;
 static kafka_server_t srv;
 static kworker_t worker;
+static char dir[] = "/tmp/factlog-fuzz-XXXXXX";
+
+/* libFuzzer ends with exit(): the temp directory goes with it (a crash leaves it, next to the crash). */
+static void remove_dir(void)
+{
+	io_remove_tree(io_posix(), dir);
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
 	log_set_level(LOG_LEVEL_OFF);
-	static char dir[] = "/tmp/factlog-fuzz-XXXXXX";
 	ASSERT(mkdtemp(dir) != NULL);
+	atexit(remove_dir);
 	storage_opts_t o;
 	storage_opts_default(&o, dir);
 	o.defaults.flush_policy = FLUSH_NEVER;

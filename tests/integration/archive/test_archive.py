@@ -235,6 +235,7 @@ def test_archive_deletion_waits_for_an_unreachable_archive_and_survives_a_restar
     from conftest import _server
     gen = _server(request, monkeypatch, "s3")
     srv = next(gen)
+    passed = False
     try:
         srv.create_topic("later", 1, ARCHIVED)
         produce_n(srv, "later", 1500, b"old")
@@ -255,8 +256,11 @@ def test_archive_deletion_waits_for_an_unreachable_archive_and_survives_a_restar
             log = f.read().decode(errors="replace")
         assert "cannot delete the objects of the deleted topic %s" % old in log
         assert "deleted %d object(s) of the deleted topic %s" % (n, old) in log
+        passed = True
     finally:
-        gen.close()
+        gen.close()  # the fixture keeps its directory unless the test's report says passed: not known yet
+        if passed:
+            shutil.rmtree(srv.root, ignore_errors=True)
 
 
 def cache_bytes(srv):
