@@ -17,18 +17,9 @@ BENCH_DIR=${BENCH_DIR:-bench/results/scratch}
 SECS=${SECONDS_EACH:-10}
 BACKLOG=${BACKLOG:-2000000}
 PARTS=${PARTITIONS:-4}
-for f in "$BUILD/factlog" "$BUILD/bench/fn_noop" "$BUILD/bench/bench_functions"; do
-	[ -x "$f" ] || { echo "missing $f: build first" >&2; exit 1; }
-done
-mkdir -p "$BENCH_DIR"
-S=$(cd "$(mktemp -d "$BENCH_DIR/functions.XXXXXX")" && pwd)
+need "$BUILD/factlog" "$BUILD/bench/fn_noop" "$BUILD/bench/bench_functions"
 PID=""
-cleanup() {
-	stop_pid "$PID"
-	[ -n "${KEEP:-}" ] || rm -rf "$S"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+scratch functions PID
 ports=$(free_ports 2)
 KPORT=${ports% *}
 HPORT=${ports#* }

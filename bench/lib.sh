@@ -14,3 +14,23 @@ stop_pid() {
 	kill -KILL "$1" 2>/dev/null || true
 	wait "$1" 2>/dev/null || true
 }
+# need FILE...: exits unless each is an executable (the scripts build nothing).
+need() {
+	for f in "$@"; do
+		[ -x "$f" ] || { echo "missing $f: build first" >&2; exit 1; }
+	done
+}
+# scratch NAME VAR...: sets S to a new directory $BENCH_DIR/NAME.XXXXXX (absolute). On exit the processes
+# whose PIDs the variables VAR... hold then are stopped (stop_pid), and S is removed unless KEEP is set.
+scratch() {
+	mkdir -p "$BENCH_DIR"
+	S=$(cd "$(mktemp -d "$BENCH_DIR/$1.XXXXXX")" && pwd)
+	shift
+	SCRATCH_PIDS="$*"
+	trap '_scratch_cleanup' EXIT
+	trap 'exit 130' INT TERM
+}
+_scratch_cleanup() {
+	for v in $SCRATCH_PIDS; do stop_pid "${!v:-}"; done
+	[ -n "${KEEP:-}" ] || rm -rf "$S"
+}

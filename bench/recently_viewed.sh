@@ -14,18 +14,10 @@ BENCH_DIR=${BENCH_DIR:-bench/results/scratch}
 PROFILE=${PROFILE:-2000:5,50000:5,2000:5}
 CHECK_EVERY=${CHECK_EVERY:-50}
 HERE=$(cd "$(dirname "$0")/.." && pwd)/examples/recently-viewed
-[ -x "$BUILD/factlog" ] || { echo "missing $BUILD/factlog: build first" >&2; exit 1; }
-mkdir -p "$BENCH_DIR"
-S=$(cd "$(mktemp -d "$BENCH_DIR/recently-viewed.XXXXXX")" && pwd)
+need "$BUILD/factlog"
 PID=""
 API_PID=""
-cleanup() {
-	stop_pid "$API_PID"
-	stop_pid "$PID"
-	[ -n "${KEEP:-}" ] || rm -rf "$S"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+scratch recently-viewed API_PID PID
 ports=$(free_ports 3)
 read -r KPORT HPORT APORT <<<"$ports"
 URL="http://127.0.0.1:$HPORT"

@@ -13,18 +13,9 @@ BUILD=$(cd "${1:-build}" && pwd)
 BENCH_DIR=${BENCH_DIR:-bench/results/scratch}
 BACKLOG=${BACKLOG:-2000000}
 PARTS=${PARTITIONS:-4}
-for f in "$BUILD/factlog" "$BUILD/bench/fn_noop" "$BUILD/bench/bench_functions"; do
-	[ -x "$f" ] || { echo "missing $f: build first" >&2; exit 1; }
-done
-mkdir -p "$BENCH_DIR"
-S=$(cd "$(mktemp -d "$BENCH_DIR/replay.XXXXXX")" && pwd)
+need "$BUILD/factlog" "$BUILD/bench/fn_noop" "$BUILD/bench/bench_functions"
 PID=""
-cleanup() {
-	stop_pid "$PID"
-	[ -n "${KEEP:-}" ] || rm -rf "$S"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+scratch replay PID
 read -r KPORT HPORT <<<"$(free_ports 2)"
 URL="http://127.0.0.1:$HPORT"
 BOOT="127.0.0.1:$KPORT"
