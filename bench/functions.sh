@@ -84,6 +84,7 @@ done
 echo "backlog: $(cat "$S/fill.txt")"
 app yes
 t0=$(date +%s.%N)
+cpu0=$(cpu_ticks "$PID")
 "$BUILD/factlog" deploy "$S/factlog.yml" --url "$URL" >/dev/null
 hw=$(curl -sf "$URL/v1/topics/tput")
 for p in $(seq 0 $((PARTS - 1))); do
@@ -94,8 +95,12 @@ for p in $(seq 0 $((PARTS - 1))); do
 	[ "$code" = 200 ] || { echo "partition $p: wait answered $code"; exit 1; }
 done
 t1=$(date +%s.%N)
+cpu1=$(cpu_ticks "$PID")
 TPUT=$(awk "BEGIN{printf \"%.0f\", $BACKLOG/($t1-$t0)}")
 echo "throughput: $BACKLOG events in $(awk "BEGIN{printf \"%.2f\", $t1-$t0}") s = $TPUT events/s"
+echo "$cpu0 $cpu1" | awk -v hz="$(getconf CLK_TCK)" -v n="$BACKLOG" '{
+	printf "CPU per event: factlog %.2f us, handlers %.2f us (their processes started in the run count from their start)\n",
+		($3 - $1) * 1e6 / hz / n, ($4 - $2) * 1e6 / hz / n }'
 echo "factlog peak RSS: $(awk '/VmHWM/{printf "%d MB", $2/1024}' /proc/$PID/status)"
 "$BUILD/factlog" functions describe tput --url "$URL" | /usr/bin/python3 -c 'import json,sys
 d=json.load(sys.stdin); s=d["stats"]

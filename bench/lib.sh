@@ -34,3 +34,12 @@ _scratch_cleanup() {
 	for v in $SCRATCH_PIDS; do stop_pid "${!v:-}"; done
 	[ -n "${KEEP:-}" ] || rm -rf "$S"
 }
+# cpu_ticks PID: prints two numbers, the CPU time (user + system, clock ticks) used so far by PID itself and by
+# its live descendants together (a function's handler processes): for costs per event that do not move with load.
+cpu_ticks() {
+	awk -v pid="$1" '{ p = FILENAME; sub(/^\/proc\//, "", p); sub(/\/stat$/, "", p)
+		sub(/^.*\) /, ""); parent[p] = $2; t[p] = $12 + $13 } # after "(comm) ": $2 ppid, $12 utime, $13 stime
+		END { for (q in t) { a = q; for (d = 0; d < 8 && a != pid && a in parent; d++) a = parent[a]
+			if (q == pid) self = t[q]; else if (a == pid) kids += t[q] }
+		      print self + 0, kids + 0 }' /proc/[0-9]*/stat 2>/dev/null
+}
