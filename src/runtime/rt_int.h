@@ -169,7 +169,7 @@ struct rt_trigger {
 	char state[160];         /* under mu */
 	bool commit_inflight;    /* an asynchronous commit awaits its callback */
 	int64_t last_snap_ns;
-	int64_t next_nudge_ms;   /* fetch_nudge (trigger.c) waits until then */
+	struct rt_nudger *nudger; /* fetch_nudge's helper thread (trigger.c), while the consumer thread runs */
 	int nudges_left, nudge_rr; /* fetch_nudge: requests it may still send since armed; the next partition */
 	int64_t polled_bytes, polled_n; /* key and value bytes of the records polled, and how many */
 	rt_genset_t scan_blocked; /* scratch of one batch build */

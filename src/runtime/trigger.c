@@ -5,8 +5,10 @@
  *   1. take back finished jobs (workers post them under tr->mu and yield the consumer queue to wake it);
  *   2. dispatch batches while the ordering mode allows (scan the partition's queue in offset order, skipping
  *      keys in flight or blocked behind an earlier undone event of the same key);
- *   3. commit, per partition, the first offset not yet done (one asynchronous commit in flight at a time);
- *   4. poll the consumer for new records, no longer than the next timer (a retry, a batching window).
+ *   3. commit, per partition, the first offset not yet done (one asynchronous commit in flight at a time,
+ *      at most one started per COMMIT_MIN_NS);
+ *   4. poll the consumer for new records, no longer than the next timer (a retry, a batching window);
+ *   5. when librdkafka's prefetch ran low, have its helper thread wake the fetcher (fetch_nudge).
  * Rebalances (eager) are served inside the poll: a revoked partition stops dispatching, waits for its jobs
  * in flight, commits where it got to, and is dropped.
  *
@@ -646,7 +648,8 @@ static int64_t part_position(rt_trigger_t *tr, rt_part_t *p)
 	return p->q.n > 0 ? evq_at(&p->q, 0)->offset : p->next_offset;
 }
 
-static void commit(rt_trigger_t *tr, bool sync, bool only_unassigned)
+/* Commits each partition's position that moved; returns whether it committed anything. */
+static bool commit(rt_trigger_t *tr, bool sync, bool only_unassigned)
 {
 	rd_kafka_topic_partition_list_t *l = NULL;
 	for (int i = 0; i < tr->nparts; i++) {
@@ -669,7 +672,7 @@ static void commit(rt_trigger_t *tr, bool sync, bool only_unassigned)
 		p->committed = pos;
 	}
 	if (l == NULL)
-		return;
+		return false;
 	rd_kafka_resp_err_t e = rd_kafka_commit(tr->consumer, l, sync ? 0 : 1);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		rt_fn_log(tr->fn, "commit failed: %s", rd_kafka_err2str(e));
@@ -682,6 +685,7 @@ static void commit(rt_trigger_t *tr, bool sync, bool only_unassigned)
 		tr->commit_inflight = true;
 	}
 	rd_kafka_topic_partition_list_destroy(l);
+	return true;
 }
 
 static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
@@ -920,20 +924,91 @@ static void subscribe(rt_trigger_t *tr)
  * has then drained low while a partition has records we have not seen, the trigger asks that partition's
  * leader for its watermarks: the request wakes the broker thread, which sees room and fetches. One request
  * every FETCH_NUDGE_MS, a partition at a time (their leaders may differ), each partition at most once per
- * arming; a second's pause after a failed one. It blocks the loop for a round trip, and live traffic that
- * never fills the queue never pays it. */
+ * arming; a second's pause after a failed one. Live traffic that never fills the queue never pays it. */
 #define FETCH_NUDGE_MS 10
+
+/* The request itself runs on a helper thread (nudge_main): waiting for its round trip in the loop, behind
+ * the broker thread's work on a big fetch, held up the loop for a fifth of a busy run (finished jobs waited
+ * for it). The loop only hands over a partition; one request at a time. */
+typedef struct rt_nudger {
+	rt_trigger_t *tr;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int32_t partition;       /* requested; -1: none */
+	bool busy;               /* a request is asked for or in flight */
+	bool stop;
+	int64_t next_ms;         /* no request before then (monotonic) */
+} rt_nudger_t;
+
+static void *nudge_main(void *arg)
+{
+	rt_nudger_t *n = arg;
+	fl_thread_name("fl-trig-nudge");
+	pthread_mutex_lock(&n->mu);
+	for (;;) {
+		while (!n->stop && n->partition < 0)
+			pthread_cond_wait(&n->cond, &n->mu);
+		if (n->stop)
+			break;
+		int32_t part = n->partition;
+		n->partition = -1;
+		pthread_mutex_unlock(&n->mu);
+		int64_t lo = -1, hi = -1;
+		rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(n->tr->consumer, n->tr->def->stream, part,
+									 &lo, &hi, 100);
+		pthread_mutex_lock(&n->mu);
+		n->next_ms = rt_now_ms() + (e == RD_KAFKA_RESP_ERR_NO_ERROR ? FETCH_NUDGE_MS : 1000);
+		n->busy = false;
+	}
+	pthread_mutex_unlock(&n->mu);
+	return NULL;
+}
+
+static void nudger_start(rt_trigger_t *tr, rt_nudger_t *n)
+{
+	*n = (rt_nudger_t){ .tr = tr, .partition = -1 };
+	pthread_mutex_init(&n->mu, NULL);
+	pthread_cond_init(&n->cond, NULL);
+	if (pthread_create(&n->thread, NULL, nudge_main, n) != 0) {
+		rt_fn_log(tr->fn, "cannot start the fetch nudge thread: records may arrive up to a second late");
+		n->stop = true;
+		return;
+	}
+	tr->nudger = n;
+}
+
+/* Before the consumer closes: a request in flight ends within its 100 ms timeout. */
+static void nudger_stop(rt_trigger_t *tr, rt_nudger_t *n)
+{
+	if (tr->nudger == n) {
+		pthread_mutex_lock(&n->mu);
+		n->stop = true;
+		pthread_cond_signal(&n->cond);
+		pthread_mutex_unlock(&n->mu);
+		pthread_join(n->thread, NULL);
+		tr->nudger = NULL;
+	}
+	pthread_mutex_destroy(&n->mu);
+	pthread_cond_destroy(&n->cond);
+}
+
 static void fetch_nudge(rt_trigger_t *tr)
 {
+	rt_nudger_t *n = tr->nudger;
 	int64_t queued = (int64_t)rd_kafka_queue_length(tr->cq);
 	int64_t avg = tr->polled_n > 0 ? tr->polled_bytes / tr->polled_n + 1 : 1;
 	if (queued >= PREFETCH_RECORDS / 4 || queued * avg >= PREFETCH_KBYTES * 1024 / 4) {
 		tr->nudges_left = tr->nparts; /* near the limits: the fetcher may stop */
 		return;
 	}
-	int64_t now = rt_now_ms();
-	if (tr->nudges_left <= 0 || now < tr->next_nudge_ms || queued >= PREFETCH_RECORDS / 5 ||
+	if (n == NULL || tr->nudges_left <= 0 || queued >= PREFETCH_RECORDS / 5 ||
 	    queued * avg >= PREFETCH_KBYTES * 1024 / 5)
+		return;
+	pthread_mutex_lock(&n->mu);
+	bool ready = !n->busy && rt_now_ms() >= n->next_ms;
+	pthread_mutex_unlock(&n->mu);
+	if (!ready)
 		return;
 	for (int j = 0; j < tr->nparts; j++) {
 		rt_part_t *p = tr->parts[tr->nudge_rr++ % tr->nparts];
@@ -943,19 +1018,28 @@ static void fetch_nudge(rt_trigger_t *tr)
 		rd_kafka_get_watermark_offsets(tr->consumer, tr->def->stream, p->partition, &lo, &hi);
 		if ((hi < p->end ? hi : p->end) - p->next_offset <= queued)
 			continue;
-		rd_kafka_resp_err_t e =
-			rd_kafka_query_watermark_offsets(tr->consumer, tr->def->stream, p->partition, &lo, &hi, 100);
-		tr->next_nudge_ms = rt_now_ms() + (e == RD_KAFKA_RESP_ERR_NO_ERROR ? FETCH_NUDGE_MS : 1000);
+		pthread_mutex_lock(&n->mu);
+		n->partition = p->partition;
+		n->busy = true;
+		pthread_cond_signal(&n->cond);
+		pthread_mutex_unlock(&n->mu);
 		tr->nudges_left--;
 		return;
 	}
 	tr->nudges_left = 0; /* nothing left to fetch */
 }
 
+/* Commits start at most this often (one is in flight at a time). Each is a durable write in the group
+ * coordinator; back to back they came about 1,000 a second under load, and a waiter on the group (the
+ * HTTP wait endpoint) sees a position at most this much later. */
+#define COMMIT_MIN_NS 5000000
+
 static void *trigger_main(void *arg)
 {
 	rt_trigger_t *tr = arg;
 	fl_thread_name("fl-trigger");
+	rt_nudger_t nudger;
+	nudger_start(tr, &nudger);
 	if (tr->rp != NULL)
 		replay_assign(tr);
 	else
@@ -970,9 +1054,15 @@ static void *trigger_main(void *arg)
 			replay_progress(tr);
 			break;
 		}
-		if (!tr->commit_inflight)
-			commit(tr, false, false);
 		int64_t now_ns = rt_now_ns();
+		if (!tr->commit_inflight && now_ns - tr->last_commit_ns >= COMMIT_MIN_NS) {
+			if (commit(tr, false, false))
+				tr->last_commit_ns = now_ns;
+		} else if (!tr->commit_inflight) {
+			int64_t due_ms = (tr->last_commit_ns + COMMIT_MIN_NS) / 1000000 + 1;
+			if (due_ms < wake)
+				wake = due_ms;
+		}
 		if (now_ns - tr->last_snap_ns > 200000000) {
 			snapshot(tr);
 			if (tr->rp != NULL)
@@ -1004,6 +1094,7 @@ static void *trigger_main(void *arg)
 			tr->parts[i]->assigned = false;
 	drain(tr, false);
 	commit(tr, true, false);
+	nudger_stop(tr, &nudger);
 	rd_kafka_consumer_close(tr->consumer);
 	for (int i = 0; i < tr->nparts; i++)
 		if (tr->parts[i] != NULL)
@@ -1079,7 +1170,6 @@ err_t rt_trigger_start(rt_trigger_t *tr, char *err, size_t errcap)
 	tr->done_head = tr->done_tail = NULL;
 	tr->commit_inflight = false;
 	tr->last_snap_ns = 0;
-	tr->next_nudge_ms = 0;
 	tr->nudges_left = 0;
 	tr->polled_bytes = tr->polled_n = 0;
 	err_t rc = rt_trigger_open(tr, err, errcap);
