@@ -69,7 +69,8 @@ static rt_ev_t *ev_new(rt_trigger_t *tr)
 
 static void ev_free(rt_trigger_t *tr, rt_ev_t *ev)
 {
-	rd_kafka_message_destroy(ev->msg);
+	if (ev->msg != NULL) /* NULL: its worker destroyed it (worker.c release_records) */
+		rd_kafka_message_destroy(ev->msg);
 	free(ev->error);
 	if (tr->ev_cache == NULL)
 		tr->ev_cache = malloc(EV_CACHE * sizeof *tr->ev_cache);

@@ -482,6 +482,18 @@ static void run_job(worker_t *w, rt_job_t *job)
 	pthread_mutex_unlock(&w->fn->mu);
 }
 
+/* A batch that succeeded as a whole is done: nothing reads its records again, so they are destroyed here, in
+ * parallel, rather than by the trigger's one consumer thread when it frees the events (a fifth of its time). */
+static void release_records(rt_job_t *job)
+{
+	if (job->status != 0)
+		return;
+	for (int i = 0; i < job->n; i++) {
+		rd_kafka_message_destroy(job->evs[i]->msg);
+		job->evs[i]->msg = NULL;
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	worker_t w = { .fn = arg, .pid = -1, .in_fd = -1, .out_fd = -1 };
@@ -504,6 +516,7 @@ static void *worker_main(void *arg)
 			fn->nbusy++;
 			pthread_mutex_unlock(&fn->mu);
 			run_job(&w, job);
+			release_records(job);
 			rt_trigger_post(job);
 			pthread_mutex_lock(&fn->mu);
 			fn->nbusy--;
