@@ -9,8 +9,6 @@ BUILD=${1:-build}
 BENCH_DIR=${BENCH_DIR:-bench/results/scratch}
 SECS=${SECONDS_EACH:-10}
 command -v wrk >/dev/null || { echo "wrk is not installed (Debian package wrk)" >&2; exit 1; }
-. "$(dirname "$0")/lib.sh"
-warm_memory
 mkdir -p "$BENCH_DIR"
 S=$(cd "$(mktemp -d "$BENCH_DIR/http.XXXXXX")" && pwd)
 PID=""

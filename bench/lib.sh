@@ -20,10 +20,9 @@ need() {
 		[ -x "$f" ] || { echo "missing $f: build first" >&2; exit 1; }
 	done
 }
-# scratch NAME VAR...: warms the memory (warm_memory, below), sets S to a new directory $BENCH_DIR/NAME.XXXXXX (absolute). On exit the processes
+# scratch NAME VAR...: sets S to a new directory $BENCH_DIR/NAME.XXXXXX (absolute). On exit the processes
 # whose PIDs the variables VAR... hold then are stopped (stop_pid), and S is removed unless KEEP is set.
 scratch() {
-	warm_memory
 	mkdir -p "$BENCH_DIR"
 	S=$(cd "$(mktemp -d "$BENCH_DIR/$1.XXXXXX")" && pwd)
 	shift
@@ -43,23 +42,4 @@ cpu_ticks() {
 		END { for (q in t) { a = q; for (d = 0; d < 8 && a != pid && a in parent; d++) a = parent[a]
 			if (q == pid) self = t[q]; else if (a == pid) kids += t[q] }
 		      print self + 0, kids + 0 }' /proc/[0-9]*/stat 2>/dev/null
-}
-# warm_memory: a freshly booted VM's host backs the guest's memory page by page on first touch: writes into
-# new page cache ran at 392 MB/s there, and at 4,500 MB/s once every page had been touched (2026-12-06), so
-# the first benchmarks after a boot measured the host. Touches all but 2 GiB of the available memory once
-# per boot (dd into a buffer that size: about 40 s the first time), remembered in /tmp by boot id.
-# WARM_MEMORY=0 skips it.
-warm_memory() {
-	[ "${WARM_MEMORY:-1}" != 0 ] || return 0
-	local boot mark=/tmp/factlog-bench-memory-warm mb t0 t1
-	boot=$(cat /proc/sys/kernel/random/boot_id)
-	[ "$(cat "$mark" 2>/dev/null)" != "$boot" ] || return 0
-	mb=$(($(awk '/MemAvailable/ { print $2 }' /proc/meminfo) / 1024 - 2048))
-	[ "$mb" -gt 0 ] || return 0
-	t0=$(date +%s.%N)
-	dd if=/dev/zero of=/dev/null bs="${mb}M" count=1 iflag=fullblock status=none || return 0
-	t1=$(date +%s.%N)
-	echo "$boot" >"$mark"
-	echo "memory: touched $mb MiB once after this boot, $(awk -v a="$t0" -v b="$t1" -v m="$mb" \
-		'BEGIN { printf "%.0f MB/s", m * 1.048576 / (b - a) }') (a VM's host backs pages on first touch)" >&2
 }

@@ -8,8 +8,6 @@ set -euo pipefail
 BUILD=${1:-build}
 BENCH_DIR=${BENCH_DIR:-bench/results/scratch}
 SECS=${SECONDS_EACH:-5}
-. "$(dirname "$0")/lib.sh"
-warm_memory
 mkdir -p "$BENCH_DIR"
 S=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
 trap 'rm -rf "$S"' EXIT
