@@ -23,6 +23,7 @@ const char *err_str(err_t err)
 	case ERR_META: return "metadata store failure";
 	case ERR_SEQUENCE: return "out-of-order sequence number from an idempotent producer";
 	case ERR_FENCED: return "producer epoch is older than the current one";
+	case ERR_AGAIN: return "not ready yet: being fetched";
 	default: break;
 	}
 	if (err < 0 && err > ERR_BASE)

@@ -36,7 +36,8 @@ enum {
 	ERR_META = ERR_BASE - 14,            /* the metadata store failed */
 	ERR_SEQUENCE = ERR_BASE - 15,        /* an idempotent producer's sequence number is out of order */
 	ERR_FENCED = ERR_BASE - 16,          /* an idempotent producer's epoch is older than the current one */
-	ERR_LAST = ERR_BASE - 17,
+	ERR_AGAIN = ERR_BASE - 17,           /* not ready without waiting; it was started: ask again later */
+	ERR_LAST = ERR_BASE - 18,
 };
 
 /* A short, static, human description of err ("No space left on device", "CRC-32C mismatch", ...). */

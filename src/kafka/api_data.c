@@ -285,9 +285,11 @@ static void fetch_read(fetch_ctx_t *c, const fetch_part_t *fp, int64_t budget, b
 	int64_t off = fp->offset, limit = fp->max_bytes < budget ? fp->max_bytes : budget;
 	while (off < out->info.hwm && out->nranges < FETCH_RANGES_MAX) {
 		log_range_t r;
-		err_t rc = partition_read(p, off, limit - out->bytes > 0 ? limit - out->bytes : 1, &r);
+		/* never waits for the archive: a segment being downloaded is "no data yet", and the download's
+		 * end wakes the parked fetch (archiver.c) */
+		err_t rc = partition_read_nowait(p, off, limit - out->bytes > 0 ? limit - out->bytes : 1, &r);
 		if (rc != OK) {
-			if (out->nranges == 0)
+			if (out->nranges == 0 && rc != ERR_AGAIN)
 				out->err = kerr_from(rc);
 			return;
 		}

@@ -659,6 +659,23 @@ err_t archive_local_dir(archive_t *a, const char *prefix, const char *const *nam
 	return rc;
 }
 
+bool archive_local_ready(archive_t *a, const char *prefix, const char *const *names, int nnames)
+{
+	if (!a->s3)
+		return true;
+	bool ready = true;
+	pthread_mutex_lock(&a->cache_mu);
+	for (int i = 0; i < nnames && ready; i++) {
+		char rel[PATH_MAX];
+		cfile_t *f = NULL;
+		if (snprintf(rel, sizeof rel, "%s/%s", prefix, names[i]) < (int)sizeof rel)
+			f = cache_find(a, rel);
+		ready = f != NULL && !f->doomed;
+	}
+	pthread_mutex_unlock(&a->cache_mu);
+	return ready;
+}
+
 void archive_local_done(archive_t *a, const char *prefix, const char *const *names, int nnames)
 {
 	if (!a->s3)

@@ -23,6 +23,7 @@
 #ifndef FL_STORAGE_ARCHIVE_H
 #define FL_STORAGE_ARCHIVE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/buf.h"
@@ -65,6 +66,8 @@ err_t archive_delete_prefix(archive_t *a, const char *prefix, size_t *deleted);
  * the same prefix and names: the cache never evicts them before. */
 err_t archive_local_dir(archive_t *a, const char *prefix, const char *const *names, int nnames, char *dir,
 			size_t cap);
+/* Whether archive_local_dir would find every file local, without downloading (always, for a directory). */
+bool archive_local_ready(archive_t *a, const char *prefix, const char *const *names, int nnames);
 /* Ends the use archive_local_dir began. */
 void archive_local_done(archive_t *a, const char *prefix, const char *const *names, int nnames);
 /* Bytes in the S3 download cache (0 for a directory). */

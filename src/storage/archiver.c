@@ -33,6 +33,20 @@ typedef struct apart {
 	bool failing; /* the last upload failed: logged once until it works again */
 } apart_t;
 
+/* A segment the get thread downloads for a reader that does not wait (partition_read_nowait). */
+enum { GET_QUEUED, GET_RUNNING, GET_DONE, GET_FAILED };
+typedef struct {
+	apart_t *ap;
+	archived_seg_t seg;
+	int state;
+	err_t err;       /* GET_FAILED: why */
+	int64_t done_ms; /* GET_DONE, GET_FAILED: when (monotonic) */
+} aget_t;
+#define GETS_MAX 64
+/* A finished download stays pinned in the cache until a reader takes it (else a cache over its limit
+ * evicted it before the reader came back, and the two went round for ever), or this long. */
+#define GET_KEEP_MS 60000
+
 struct archiver {
 	storage_t *st;
 	meta_t *meta;
@@ -47,6 +61,13 @@ struct archiver {
 	bool stopping;
 	bool wake;               /* archiver_wake: a pass now */
 	apart_t *parts;
+	/* the get thread (get_main) and its requests, under get_mu */
+	pthread_t get_thread;
+	bool get_started, get_stopping;
+	pthread_mutex_t get_mu;
+	pthread_cond_t get_cond;
+	aget_t gets[GETS_MAX];
+	int ngets;
 };
 
 static apart_t *part_get(archiver_t *ar, const char *topic, int64_t created_ms, int32_t partition)
@@ -88,14 +109,123 @@ static void segment_names(int64_t base, char names[3][40], const char *np[3])
 	}
 }
 
-/* The partition's read path: a local directory with the segment's files (in use until release_segment). */
-static err_t fetch_segment(void *arg, const archived_seg_t *seg, char *dir, size_t cap)
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Ends a finished download's hold on its files (get_mu held: the archive's lock nests inside it). */
+static void get_unpin(archiver_t *ar, const aget_t *g)
+{
+	char names[3][40];
+	const char *np[3];
+	segment_names(g->seg.base, names, np);
+	archive_local_done(ar->archive, g->ap->prefix, np, 3);
+}
+
+/* A reader that does not wait asks for a segment: OK when a download for it finished (*held: the files
+ * are pinned for the caller, who must archive_local_done them once it pinned them itself), ERR_AGAIN while
+ * it is queued or downloading (or not asked for yet: now it is, with `enqueue`), or the error of a download
+ * that failed (reported once: the next request tries again). */
+static err_t get_request(apart_t *ap, const archived_seg_t *seg, bool enqueue, bool *held)
+{
+	archiver_t *ar = ap->ar;
+	err_t rc = ERR_AGAIN;
+	*held = false;
+	pthread_mutex_lock(&ar->get_mu);
+	int64_t now = mono_ms();
+	int i = 0;
+	while (i < ar->ngets) {
+		aget_t *g = &ar->gets[i];
+		if (g->ap == ap && g->seg.base == seg->base)
+			break;
+		if ((g->state == GET_FAILED || g->state == GET_DONE) && now - g->done_ms > GET_KEEP_MS) {
+			if (g->state == GET_DONE) /* nobody came for it */
+				get_unpin(ar, g);
+			ar->gets[i] = ar->gets[--ar->ngets];
+			continue;
+		}
+		i++;
+	}
+	if (i < ar->ngets && ar->gets[i].state == GET_DONE) {
+		rc = OK;
+		*held = true;
+		ar->gets[i] = ar->gets[--ar->ngets];
+	} else if (i < ar->ngets && ar->gets[i].state == GET_FAILED) {
+		rc = ar->gets[i].err;
+		ar->gets[i] = ar->gets[--ar->ngets];
+	} else if (enqueue && i == ar->ngets && ar->ngets < GETS_MAX) {
+		ar->gets[ar->ngets++] = (aget_t){ .ap = ap, .seg = *seg, .state = GET_QUEUED };
+		pthread_cond_signal(&ar->get_cond);
+	} /* else queued or running already, or no room: a later request asks again */
+	pthread_mutex_unlock(&ar->get_mu);
+	return rc;
+}
+
+/* The get thread: downloads requested segments into the archive's cache, one at a time, and tells the
+ * storage's readers (data hooks) after each. */
+static void *get_main(void *arg)
+{
+	archiver_t *ar = arg;
+	fl_thread_name("fl-archive-get");
+	pthread_mutex_lock(&ar->get_mu);
+	for (;;) {
+		int i = 0;
+		while (i < ar->ngets && ar->gets[i].state != GET_QUEUED)
+			i++;
+		if (ar->get_stopping)
+			break;
+		if (i == ar->ngets) {
+			pthread_cond_wait(&ar->get_cond, &ar->get_mu);
+			continue;
+		}
+		aget_t g = ar->gets[i];
+		ar->gets[i].state = GET_RUNNING;
+		pthread_mutex_unlock(&ar->get_mu);
+		char names[3][40], dir[PATH_MAX];
+		const char *np[3];
+		segment_names(g.seg.base, names, np);
+		err_t rc = archive_local_dir(ar->archive, g.ap->prefix, np, 3, dir, sizeof dir); /* pinned on OK */
+		if (rc != OK)
+			log_error("archive: cannot fetch segment %s of %s: %s", names[0], g.ap->prefix, err_str(rc));
+		pthread_mutex_lock(&ar->get_mu);
+		for (i = 0; i < ar->ngets; i++) {
+			aget_t *e = &ar->gets[i];
+			if (e->ap != g.ap || e->seg.base != g.seg.base)
+				continue;
+			e->state = rc == OK ? GET_DONE : GET_FAILED;
+			e->err = rc;
+			e->done_ms = mono_ms();
+			break;
+		}
+		pthread_mutex_unlock(&ar->get_mu);
+		storage_notify_data(ar->st); /* the parked reader asks again: it finds the files, or the error */
+		pthread_mutex_lock(&ar->get_mu);
+	}
+	pthread_mutex_unlock(&ar->get_mu);
+	return NULL;
+}
+
+/* The partition's read path: a local directory with the segment's files (in use until release_segment).
+ * A reader that does not wait gets ERR_AGAIN while the get thread downloads them. */
+static err_t fetch_segment(void *arg, const archived_seg_t *seg, bool nowait, char *dir, size_t cap)
 {
 	apart_t *ap = arg;
 	char names[3][40];
 	const char *np[3];
 	segment_names(seg->base, names, np);
+	bool held = false;
+	if (nowait && ap->ar->get_started) {
+		bool ready = archive_local_ready(ap->ar->archive, ap->prefix, np, 3);
+		err_t g = get_request(ap, seg, !ready, &held); /* a finished download is taken in any case */
+		if (!ready && !held)
+			return g; /* being downloaded, or the download's error */
+	}
 	err_t rc = archive_local_dir(ap->ar->archive, ap->prefix, np, 3, dir, cap);
+	if (held) /* the download's pin goes once ours holds the files */
+		archive_local_done(ap->ar->archive, ap->prefix, np, 3);
 	if (rc != OK)
 		log_error("archive: cannot fetch segment %s of %s: %s", names[0], ap->prefix, err_str(rc));
 	return rc;
@@ -446,9 +576,16 @@ err_t archiver_start(storage_t *st, meta_t *meta, archive_t *a, int64_t check_ms
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&ar->cond, &ca);
 	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&ar->get_mu, NULL);
+	pthread_cond_init(&ar->get_cond, NULL);
 	each_remote_topic(ar, true);
 	err_t rc = -pthread_create(&ar->thread, NULL, archiver_main, ar);
 	ar->started = rc == OK;
+	if (rc == OK) { /* without it, readers that would not wait wait (fetch_segment) */
+		ar->get_started = pthread_create(&ar->get_thread, NULL, get_main, ar) == 0;
+		if (!ar->get_started)
+			log_warn("archive: no download thread: reads below local retention block their event loop");
+	}
 	*out = ar;
 	return rc;
 }
@@ -463,6 +600,18 @@ void archiver_stop(archiver_t *ar)
 	pthread_mutex_unlock(&ar->mu);
 	pthread_join(ar->thread, NULL);
 	ar->started = false;
+	if (ar->get_started) {
+		pthread_mutex_lock(&ar->get_mu);
+		ar->get_stopping = true;
+		pthread_cond_broadcast(&ar->get_cond);
+		pthread_mutex_unlock(&ar->get_mu);
+		pthread_join(ar->get_thread, NULL); /* a download in progress finishes first */
+		ar->get_started = false;
+		for (int i = 0; i < ar->ngets; i++)
+			if (ar->gets[i].state == GET_DONE)
+				get_unpin(ar, &ar->gets[i]);
+		ar->ngets = 0;
+	}
 }
 
 void archiver_free(archiver_t *ar)
@@ -481,6 +630,8 @@ void archiver_free(archiver_t *ar)
 	pthread_mutex_destroy(&ar->pass_mu);
 	pthread_cond_destroy(&ar->cond);
 	pthread_mutex_destroy(&ar->mu);
+	pthread_cond_destroy(&ar->get_cond);
+	pthread_mutex_destroy(&ar->get_mu);
 	free(ar);
 }
 

@@ -916,7 +916,7 @@ static const archived_seg_t *arch_find(const partition_t *p, int64_t offset)
 
 /* An archived segment, opened and indexed, with a reference for the caller (no partition lock held). */
 static err_t arch_segment(partition_t *p, const archived_seg_t *a, archive_fetch_fn fetch,
-			  archive_release_fn release, void *arg, log_segment_t **out)
+			  archive_release_fn release, void *arg, bool nowait, log_segment_t **out)
 {
 	const size_t nslots = sizeof p->arch_open / sizeof p->arch_open[0];
 	pthread_mutex_lock(&p->arch_mu);
@@ -929,7 +929,7 @@ static err_t arch_segment(partition_t *p, const archived_seg_t *a, archive_fetch
 		}
 	pthread_mutex_unlock(&p->arch_mu);
 	char dir[PATH_MAX];
-	err_t rc = fetch(arg, a, dir, sizeof dir);
+	err_t rc = fetch(arg, a, nowait, dir, sizeof dir);
 	if (rc != OK)
 		return rc;
 	log_segment_t *seg;
@@ -1012,7 +1012,7 @@ static err_t read_range(partition_t *p, log_segment_t *seg, int64_t start, int64
 	return OK;
 }
 
-err_t partition_read(partition_t *p, int64_t offset, int64_t max_bytes, log_range_t *out)
+static err_t read_at(partition_t *p, int64_t offset, int64_t max_bytes, bool nowait, log_range_t *out)
 {
 	memset(out, 0, sizeof *out);
 	out->fd = -1;
@@ -1027,7 +1027,7 @@ err_t partition_read(partition_t *p, int64_t offset, int64_t max_bytes, log_rang
 			void *arg = p->arch_arg;
 			pthread_mutex_unlock(&p->mu);
 			log_segment_t *seg;
-			rc = arch_segment(p, &a, fetch, release, arg, &seg);
+			rc = arch_segment(p, &a, fetch, release, arg, nowait, &seg);
 			if (rc != OK) {
 				out->first_offset = out->next_offset = offset;
 				return rc;
@@ -1056,6 +1056,16 @@ err_t partition_read(partition_t *p, int64_t offset, int64_t max_bytes, log_rang
 	if (rc != OK)
 		return rc;
 	return read_range(p, seg, start, offset, max_bytes, limit, true, out);
+}
+
+err_t partition_read(partition_t *p, int64_t offset, int64_t max_bytes, log_range_t *out)
+{
+	return read_at(p, offset, max_bytes, false, out);
+}
+
+err_t partition_read_nowait(partition_t *p, int64_t offset, int64_t max_bytes, log_range_t *out)
+{
+	return read_at(p, offset, max_bytes, true, out);
 }
 
 void log_range_release(log_range_t *r)
@@ -1089,7 +1099,7 @@ err_t partition_offset_for_time(partition_t *p, int64_t ts, int64_t *offset, int
 		void *arg = p->arch_arg;
 		pthread_mutex_unlock(&p->mu);
 		log_segment_t *seg;
-		rc = arch_segment(p, &a, fetch, release, arg, &seg);
+		rc = arch_segment(p, &a, fetch, release, arg, false, &seg);
 		if (rc == OK) {
 			rc = segment_find_time(seg, ts, seg->size, offset, found_ts);
 			segment_unref(seg);

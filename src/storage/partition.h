@@ -145,6 +145,9 @@ int partition_apply_retention(partition_t *p);
  * segment, below the high watermark. An offset in [hwm, log_end] gives an empty range (len 0): the data
  * is written but not yet durable, or not written yet; outside [log_start, log_end] is ERR_OUT_OF_RANGE. */
 err_t partition_read(partition_t *p, int64_t offset, int64_t max_bytes, log_range_t *out);
+/* The same, for an event loop: below the local segments it never waits for the archive's network; when the
+ * segment is not local yet it returns ERR_AGAIN, having started to get it (see archive_fetch_fn). */
+err_t partition_read_nowait(partition_t *p, int64_t offset, int64_t max_bytes, log_range_t *out);
 void log_range_release(log_range_t *r);
 /* Copies a range's bytes into buf (which must hold r->len bytes). */
 err_t log_range_copy(const log_range_t *r, io_t *io, void *buf);
@@ -168,8 +171,10 @@ typedef struct {
 
 /* Makes an archived segment readable: writes into dir (capacity cap) a local directory that holds its
  * <base>.log, .index and .timeindex (the archive itself, or a cache it downloaded them into). Called with
- * no partition lock held; may block on the network. */
-typedef err_t (*archive_fetch_fn)(void *arg, const archived_seg_t *seg, char *dir, size_t cap);
+ * no partition lock held; may block on the network, unless `nowait`: then, when the files are not local,
+ * it starts getting them in the background and returns ERR_AGAIN (the storage's data hooks run once
+ * they are there, or once getting them failed: the next call without waiting reports that error). */
+typedef err_t (*archive_fetch_fn)(void *arg, const archived_seg_t *seg, bool nowait, char *dir, size_t cap);
 /* Ends what a successful fetch of the segment at base began (the files may leave a cache again): called
  * once per successful fetch, when the segment opened from them is closed (or could not be opened). */
 typedef void (*archive_release_fn)(void *arg, int64_t base);

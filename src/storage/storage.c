@@ -298,13 +298,18 @@ static void on_dirty(void *arg, partition_t *p)
 	pthread_mutex_unlock(&st->mu);
 }
 
+void storage_notify_data(storage_t *st)
+{
+	int n = atomic_load(&st->ndata_hooks);
+	for (int i = 0; i < n; i++)
+		st->data_hooks[i].fn(st->data_hooks[i].arg);
+}
+
 static void on_data(void *arg, partition_t *p)
 {
 	(void)p;
 	topic_t *t = arg;
-	int n = atomic_load(&t->st->ndata_hooks);
-	for (int i = 0; i < n; i++)
-		t->st->data_hooks[i].fn(t->st->data_hooks[i].arg);
+	storage_notify_data(t->st);
 }
 
 static struct committed *commit_find(storage_t *st, const char *group, const char *topic, int32_t partition)

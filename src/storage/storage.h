@@ -101,6 +101,8 @@ err_t storage_next_producer_id(storage_t *st, int64_t *id);
  * must be cheap and must tolerate calls after its owner stopped (check a flag). */
 #define STORAGE_DATA_HOOKS_MAX 4
 err_t storage_add_data_hook(storage_t *st, void (*fn)(void *arg), void *arg);
+/* Runs the data hooks: something a reader waits for may be there now (an archived segment arrived). */
+void storage_notify_data(storage_t *st);
 
 /* --- committed consumer-group offsets: durable (meta.db) and observable (read-your-writes) --- */
 

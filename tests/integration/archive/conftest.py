@@ -2,9 +2,12 @@
 s3rver (npm) on a free loopback port. Every process is stopped by its PID; every wait is bounded."""
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 import pytest
 
@@ -71,21 +74,85 @@ class S3:
         self.log.close()
 
 
+class SlowProxy:
+    """A TCP proxy in front of s3rver that, while `delay` is set, holds each GET request that starts a read
+    from the client for that many seconds before passing it on (a slow object store). Bytes pass unchanged,
+    so SigV4 signatures stay valid. Threads end with their sockets; close() stops accepting."""
+
+    def __init__(self, upstream_port):
+        self.upstream = upstream_port
+        self.delay = 0.0
+        self.delayed = 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.endpoint = "http://127.0.0.1:%d" % self.port
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.upstream), timeout=30)
+            self.conns += [c, u]
+            threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
+
+    def _pump(self, src, dst, from_client):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if from_client and self.delay > 0 and data.startswith(b"GET /") and b"list-type" not in data[:200]:
+                    self.delayed += 1
+                    time.sleep(self.delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+        for s in self.conns:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
 def _server(request, monkeypatch, kind, extra=()):
-    """A server with a small segment size, fast retention and archiving, and an archive of either kind."""
+    """A server with a small segment size, fast retention and archiving, and an archive of either kind
+    (s3-slow: s3rver behind a SlowProxy, as srv.proxy)."""
     root = tempfile.mkdtemp(prefix="factlog-archive-")
     s3 = None
+    proxy = None
     args = ["--retention-check-ms", "200", "--archive-check-ms", "200"] + list(extra)
-    if kind == "s3":
+    if kind in ("s3", "s3-slow"):
         s3 = S3(root)
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "S3RVER")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "S3RVER")
-        args += ["--archive", "s3://archive/factlog", "--s3-endpoint", s3.endpoint]
+        endpoint = s3.endpoint
+        if kind == "s3-slow":
+            proxy = SlowProxy(s3.port)
+            endpoint = proxy.endpoint
+        args += ["--archive", "s3://archive/factlog", "--s3-endpoint", endpoint]
     else:
         args += ["--archive", os.path.join(root, "archive")]
     srv = Server(factlog_bin(), root, args)
     srv.kind = kind
     srv.s3 = s3
+    srv.proxy = proxy
     srv.archive_dir = os.path.join(root, "archive")
     srv.start()
     try:
@@ -95,6 +162,8 @@ def _server(request, monkeypatch, kind, extra=()):
             if srv.proc is not None:
                 srv.stop()
         finally:
+            if proxy is not None:
+                proxy.close()
             if s3 is not None:
                 s3.stop()
             rep = getattr(request.node, "rep_call", None)
@@ -114,6 +183,13 @@ CACHE_BYTES = 200000
 def s3_small_cache_server(request, monkeypatch):
     """An S3 archive whose download cache may hold CACHE_BYTES."""
     yield from _server(request, monkeypatch, "s3", ["--archive-cache-bytes", str(CACHE_BYTES)])
+
+
+@pytest.fixture
+def slow_s3_server(request, monkeypatch):
+    """An S3 archive behind a proxy that can hold downloads (srv.proxy.delay), with one Kafka event loop, so
+    that every connection shares the loop a download could stall."""
+    yield from _server(request, monkeypatch, "s3-slow", ["--kafka-threads", "1"])
 
 
 @pytest.hookimpl(hookwrapper=True)

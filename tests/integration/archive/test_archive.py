@@ -5,6 +5,7 @@ download cache gone)."""
 import json
 import os
 import shutil
+import threading
 import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -323,3 +324,48 @@ def test_s3_download_cache_stays_under_its_limit(s3_small_cache_server):
     assert read_keys(srv, "big", n) == want
     with open(srv.log_path, "rb") as f:
         assert b"exceed the limit of 65536 bytes" in f.read()
+
+
+def test_a_slow_archive_download_does_not_stall_other_clients(slow_s3_server):
+    """A consumer reading below local retention makes the broker download segments. With one event loop
+    and every download held 3 s, acks=all produces on another connection still answer quickly: the loop
+    never waits for the archive (the download runs on its own thread and wakes the parked fetch)."""
+    srv = slow_s3_server
+    srv.create_topic("cold", 1, ARCHIVED)
+    srv.create_topic("hot", 1, {})
+    produce_n(srv, "cold", 1500, b"old")
+    wait_archived(srv, "cold")
+    srv.proxy.delay = 3.0
+    result = {}
+
+    def reader():
+        try:
+            result["got"] = read_keys(srv, "cold", 1500)
+        except Exception as e:  # reported by the main thread
+            result["error"] = e
+    t = threading.Thread(target=reader)
+    t0 = time.monotonic()
+    t.start()
+    wait_until(lambda: srv.proxy.delayed > 0, 30, "the reader's download to start", interval=0.05)
+    p = Producer({"bootstrap.servers": srv.bootstrap, "acks": "all", "linger.ms": 0})
+    slowest = 0.0
+    for i in range(20):
+        s = time.monotonic()
+        p.produce("hot", key=b"live-%02d" % i, value=b"y")
+        assert p.flush(30) == 0
+        slowest = max(slowest, time.monotonic() - s)
+        time.sleep(0.1)
+    p.flush(10)
+    del p
+    during = srv.proxy.delayed
+    srv.proxy.delay = 0  # the rest of the segments (3 objects each, 21 segments) download at full speed
+    t.join(120)
+    assert not t.is_alive(), "the reader did not finish"
+    assert "error" not in result, result.get("error")
+    got = result["got"]
+    keys = [k for _, k in got]
+    want = [b"old-%05d" % i for i in range(1500)]
+    bad = next((i for i in range(min(len(keys), len(want))) if keys[i] != want[i]), None)
+    assert keys == want, (len(keys), bad, got[bad - 2:bad + 3] if bad is not None else got[-3:])
+    assert during > 0 and time.monotonic() - t0 >= 3.0, "the downloads were held"
+    assert slowest < 1.5, "a produce waited %.2f s behind an archive download" % slowest

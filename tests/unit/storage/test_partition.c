@@ -280,10 +280,16 @@ static void test_offset_for_time(void **state)
 /* ---- the archive: reads below the local segments, and local retention that waits for it ---- */
 
 static int arch_fetches, arch_releases; /* every successful fetch is released exactly once */
+static bool arch_remote;                /* the files are "not local": a fetch that may not wait says so */
+static int arch_started;                /* fetches started in the background for such readers */
 
-static err_t fetch_from_arch(void *arg, const archived_seg_t *seg, char *dir, size_t cap)
+static err_t fetch_from_arch(void *arg, const archived_seg_t *seg, bool nowait, char *dir, size_t cap)
 {
 	(void)seg;
+	if (nowait && arch_remote) {
+		arch_started++;
+		return ERR_AGAIN;
+	}
 	snprintf(dir, cap, "%s", (const char *)arg);
 	arch_fetches++;
 	return OK;
@@ -360,6 +366,18 @@ static void test_archive_reads_and_local_retention(void **state)
 	assert_int_equal(info.segments, 1);
 	assert_int_equal(info.local_log_start, sealed[ns - 1].next);
 	assert_int_equal(info.log_start, 0);
+	/* A reader that may not wait (an event loop) gets ERR_AGAIN while the segment is not local, and the
+	 * same data as anyone once it is. */
+	log_range_t r;
+	arch_remote = true;
+	assert_int_equal(partition_read_nowait(p, 0, 4096, &r), ERR_AGAIN);
+	assert_int_equal(arch_started, 1);
+	assert_int_equal(r.len, 0);
+	arch_remote = false;
+	assert_int_equal(partition_read_nowait(p, 0, 4096, &r), OK);
+	assert_int_equal(r.first_offset, 0);
+	assert_true(r.len > 0);
+	log_range_release(&r);
 	check_values(p, f->io, 0, 0, id, 200);
 	check_values(p, f->io, 37, 37, id - 37, 200); /* from inside an archived batch */
 	int64_t off, ts;
@@ -370,7 +388,6 @@ static void test_archive_reads_and_local_retention(void **state)
 	archived_seg_t bad = sealed[0];
 	bad.next += 1;
 	partition_set_archive(p, &bad, 1, fetch_from_arch, release_to_arch, (void *)"/nowhere");
-	log_range_t r;
 	assert_true(partition_read(p, 0, 4096, &r) != OK);
 	/* Forgetting the archive: below the local segments is out of range again. */
 	partition_set_archive(p, NULL, 0, NULL, NULL, NULL);
