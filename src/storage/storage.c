@@ -117,7 +117,7 @@ void storage_opts_default(storage_opts_t *o, const char *data_dir)
 	o->retention_check_ms = 300000;
 	o->archive_check_ms = 10000;
 	o->archive_cache_bytes = ARCHIVE_CACHE_BYTES_DEFAULT;
-	o->flush_threads = 2;
+	o->flush_threads = 4;
 }
 
 err_t storage_parse_flush_policy(const char *s, int *policy, int64_t *interval_ms)
