@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +64,8 @@ struct archiver {
 	apart_t *parts;
 	/* the get thread (get_main) and its requests, under get_mu */
 	pthread_t get_thread;
-	bool get_started, get_stopping;
+	atomic_bool get_started; /* read by readers without get_mu */
+	bool get_stopping;
 	pthread_mutex_t get_mu;
 	pthread_cond_t get_cond;
 	aget_t gets[GETS_MAX];
@@ -217,7 +219,7 @@ static err_t fetch_segment(void *arg, const archived_seg_t *seg, bool nowait, ch
 	const char *np[3];
 	segment_names(seg->base, names, np);
 	bool held = false;
-	if (nowait && ap->ar->get_started) {
+	if (nowait && atomic_load(&ap->ar->get_started)) {
 		bool ready = archive_local_ready(ap->ar->archive, ap->prefix, np, 3);
 		err_t g = get_request(ap, seg, !ready, &held); /* a finished download is taken in any case */
 		if (!ready && !held)
@@ -582,8 +584,8 @@ err_t archiver_start(storage_t *st, meta_t *meta, archive_t *a, int64_t check_ms
 	err_t rc = -pthread_create(&ar->thread, NULL, archiver_main, ar);
 	ar->started = rc == OK;
 	if (rc == OK) { /* without it, readers that would not wait wait (fetch_segment) */
-		ar->get_started = pthread_create(&ar->get_thread, NULL, get_main, ar) == 0;
-		if (!ar->get_started)
+		atomic_store(&ar->get_started, pthread_create(&ar->get_thread, NULL, get_main, ar) == 0);
+		if (!atomic_load(&ar->get_started))
 			log_warn("archive: no download thread: reads below local retention block their event loop");
 	}
 	*out = ar;
@@ -600,17 +602,19 @@ void archiver_stop(archiver_t *ar)
 	pthread_mutex_unlock(&ar->mu);
 	pthread_join(ar->thread, NULL);
 	ar->started = false;
-	if (ar->get_started) {
+	if (atomic_load(&ar->get_started)) {
 		pthread_mutex_lock(&ar->get_mu);
 		ar->get_stopping = true;
 		pthread_cond_broadcast(&ar->get_cond);
 		pthread_mutex_unlock(&ar->get_mu);
 		pthread_join(ar->get_thread, NULL); /* a download in progress finishes first */
-		ar->get_started = false;
+		atomic_store(&ar->get_started, false); /* readers wait for the archive themselves from now on */
+		pthread_mutex_lock(&ar->get_mu);
 		for (int i = 0; i < ar->ngets; i++)
 			if (ar->gets[i].state == GET_DONE)
 				get_unpin(ar, &ar->gets[i]);
 		ar->ngets = 0;
+		pthread_mutex_unlock(&ar->get_mu);
 	}
 }
 
