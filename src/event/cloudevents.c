@@ -772,9 +772,31 @@ static void put_attr(buf_t *b, bool *first, const char *name, const uint8_t *val
 	put_str(b, val, n);
 }
 
+/* Copies a string literal (without its terminator); returns its length. */
+#define put_lit(dst, lit) (memcpy((dst), (lit), sizeof(lit) - 1), sizeof(lit) - 1)
+
+/* Whether a name is made of Kafka's legal topic characters only (then JSON needs no escaping for it). */
+static bool plain_name(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+		      c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
 void ce_record_to_text(const ce_kafka_record_t *rec, bool with_topic, buf_t *b)
 {
 	bool is_ce = false, json_data = false, first = true;
+	/* the runtime's hot path: the topic and the numbers are formatted once, without printf */
+	size_t tl = strlen(rec->topic);
+	if (tl > 249)
+		tl = 249;
+	bool plain_topic = plain_name(rec->topic, tl);
+	char pnum[24], onum[24];
+	size_t pl = (size_t)fmt_i64(pnum, rec->partition), ol = (size_t)fmt_i64(onum, rec->offset);
 	buf_append(b, "{", 1);
 	for (int i = 0; i < rec->nheaders; i++) {
 		slice_t k = rec->headers[i].key, v = rec->headers[i].value;
@@ -796,29 +818,48 @@ void ce_record_to_text(const ce_kafka_record_t *rec, bool with_topic, buf_t *b)
 		}
 		put_attr(b, &first, name, v.ptr, v.len);
 	}
-	char tmp[320];
-	if (!is_ce) { /* a plain Kafka record: attributes from where it lives (the runtime's hot path: no printf) */
+	char tmp[1024];
+	if (!is_ce) { /* a plain Kafka record: attributes from where it lives */
 		static const char fixed[] = ",\"type\":\"factlog.record\",\"specversion\":\"1.0\",\"time\":\"";
 		buf_append(b, first ? "\"id\":" : ",\"id\":", first ? 5 : 6);
 		first = false;
-		size_t tl = strlen(rec->topic);
-		if (tl > 249)
-			tl = 249;
-		memcpy(tmp, rec->topic, tl);
-		size_t n = tl;
-		tmp[n++] = '-';
-		n += (size_t)fmt_i64(tmp + n, rec->partition);
-		tmp[n++] = '-';
-		n += (size_t)fmt_i64(tmp + n, rec->offset);
-		put_str(b, (const uint8_t *)tmp, n);
-		buf_append(b, ",\"source\":", 10);
-		memcpy(tmp, "/factlog/topics/", 16);
-		memcpy(tmp + 16, rec->topic, tl);
-		put_str(b, (const uint8_t *)tmp, 16 + tl);
-		buf_append(b, fixed, sizeof fixed - 1);
-		fmt_time(rec->timestamp, tmp);
-		buf_append(b, tmp, 24);
-		buf_append(b, "\"", 1);
+		size_t n = 0;
+		if (plain_topic) { /* one append: "id":"T-P-O","source":"/factlog/topics/T","type":...,"time":"...Z" */
+			tmp[n++] = '"';
+			memcpy(tmp + n, rec->topic, tl);
+			n += tl;
+			tmp[n++] = '-';
+			memcpy(tmp + n, pnum, pl);
+			n += pl;
+			tmp[n++] = '-';
+			memcpy(tmp + n, onum, ol);
+			n += ol;
+			n += put_lit(tmp + n, "\",\"source\":\"/factlog/topics/");
+			memcpy(tmp + n, rec->topic, tl);
+			n += tl;
+			tmp[n++] = '"';
+		} else {
+			memcpy(tmp, rec->topic, tl);
+			n = tl;
+			tmp[n++] = '-';
+			memcpy(tmp + n, pnum, pl);
+			n += pl;
+			tmp[n++] = '-';
+			memcpy(tmp + n, onum, ol);
+			n += ol;
+			put_str(b, (const uint8_t *)tmp, n);
+			buf_append(b, ",\"source\":", 10);
+			memcpy(tmp, "/factlog/topics/", 16);
+			memcpy(tmp + 16, rec->topic, tl);
+			put_str(b, (const uint8_t *)tmp, 16 + tl);
+			n = 0;
+		}
+		memcpy(tmp + n, fixed, sizeof fixed - 1);
+		n += sizeof fixed - 1;
+		fmt_time(rec->timestamp, tmp + n);
+		n += 24;
+		tmp[n++] = '"';
+		buf_append(b, tmp, n);
 	}
 	if (!rec->key_null) {
 		size_t mark = b->len;
@@ -856,17 +897,31 @@ void ce_record_to_text(const ce_kafka_record_t *rec, bool with_topic, buf_t *b)
 			}
 		}
 	}
+	size_t n = 0;
+	if (!first)
+		tmp[n++] = ',';
 	if (with_topic) {
-		buf_append(b, first ? "" : ",", first ? 0 : 1);
-		first = false;
-		buf_append(b, "\"topic\":", 8);
-		put_str(b, (const uint8_t *)rec->topic, strlen(rec->topic));
+		if (plain_topic) {
+			n += put_lit(tmp + n, "\"topic\":\"");
+			memcpy(tmp + n, rec->topic, tl);
+			n += tl;
+			n += put_lit(tmp + n, "\",");
+		} else {
+			buf_append(b, tmp, n);
+			buf_append(b, "\"topic\":", 8);
+			put_str(b, (const uint8_t *)rec->topic, strlen(rec->topic));
+			tmp[0] = ',';
+			n = 1;
+		}
 	}
-	buf_append(b, first ? "\"partition\":" : ",\"partition\":", first ? 12 : 13);
-	buf_append(b, tmp, (size_t)fmt_i64(tmp, rec->partition));
-	buf_append(b, ",\"offset\":", 10);
-	buf_append(b, tmp, (size_t)fmt_i64(tmp, rec->offset));
-	buf_append(b, "}", 1);
+	n += put_lit(tmp + n, "\"partition\":"); /* "partition":P,"offset":O} in one append */
+	memcpy(tmp + n, pnum, pl);
+	n += pl;
+	n += put_lit(tmp + n, ",\"offset\":");
+	memcpy(tmp + n, onum, ol);
+	n += ol;
+	tmp[n++] = '}';
+	buf_append(b, tmp, n);
 }
 
 json_t *ce_text_parse(const char *text, size_t len)
