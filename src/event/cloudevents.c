@@ -823,31 +823,24 @@ void ce_record_to_text(const ce_kafka_record_t *rec, bool with_topic, buf_t *b)
 		static const char fixed[] = ",\"type\":\"factlog.record\",\"specversion\":\"1.0\",\"time\":\"";
 		buf_append(b, first ? "\"id\":" : ",\"id\":", first ? 5 : 6);
 		first = false;
-		size_t n = 0;
+		/* the id, T-P-O, after a place for its opening quote */
+		size_t n = 1;
+		memcpy(tmp + n, rec->topic, tl);
+		n += tl;
+		tmp[n++] = '-';
+		memcpy(tmp + n, pnum, pl);
+		n += pl;
+		tmp[n++] = '-';
+		memcpy(tmp + n, onum, ol);
+		n += ol;
 		if (plain_topic) { /* one append: "id":"T-P-O","source":"/factlog/topics/T","type":...,"time":"...Z" */
-			tmp[n++] = '"';
-			memcpy(tmp + n, rec->topic, tl);
-			n += tl;
-			tmp[n++] = '-';
-			memcpy(tmp + n, pnum, pl);
-			n += pl;
-			tmp[n++] = '-';
-			memcpy(tmp + n, onum, ol);
-			n += ol;
+			tmp[0] = '"';
 			n += put_lit(tmp + n, "\",\"source\":\"/factlog/topics/");
 			memcpy(tmp + n, rec->topic, tl);
 			n += tl;
 			tmp[n++] = '"';
 		} else {
-			memcpy(tmp, rec->topic, tl);
-			n = tl;
-			tmp[n++] = '-';
-			memcpy(tmp + n, pnum, pl);
-			n += pl;
-			tmp[n++] = '-';
-			memcpy(tmp + n, onum, ol);
-			n += ol;
-			put_str(b, (const uint8_t *)tmp, n);
+			put_str(b, (const uint8_t *)tmp + 1, n - 1);
 			buf_append(b, ",\"source\":", 10);
 			memcpy(tmp, "/factlog/topics/", 16);
 			memcpy(tmp + 16, rec->topic, tl);
