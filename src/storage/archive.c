@@ -659,8 +659,11 @@ err_t archive_local_dir(archive_t *a, const char *prefix, const char *const *nam
 	return rc;
 }
 
-bool archive_local_ready(archive_t *a, const char *prefix, const char *const *names, int nnames)
+bool archive_local_try(archive_t *a, const char *prefix, const char *const *names, int nnames, char *dir,
+		       size_t cap)
 {
+	if (dir_path(a, prefix, dir, cap) != OK)
+		return false;
 	if (!a->s3)
 		return true;
 	bool ready = true;
@@ -671,6 +674,13 @@ bool archive_local_ready(archive_t *a, const char *prefix, const char *const *na
 		if (snprintf(rel, sizeof rel, "%s/%s", prefix, names[i]) < (int)sizeof rel)
 			f = cache_find(a, rel);
 		ready = f != NULL && !f->doomed;
+	}
+	for (int i = 0; i < nnames && ready; i++) {
+		char rel[PATH_MAX];
+		snprintf(rel, sizeof rel, "%s/%s", prefix, names[i]);
+		cfile_t *f = cache_find(a, rel);
+		f->pins++;
+		f->used = ++a->clock;
 	}
 	pthread_mutex_unlock(&a->cache_mu);
 	return ready;

@@ -66,8 +66,11 @@ err_t archive_delete_prefix(archive_t *a, const char *prefix, size_t *deleted);
  * the same prefix and names: the cache never evicts them before. */
 err_t archive_local_dir(archive_t *a, const char *prefix, const char *const *names, int nnames, char *dir,
 			size_t cap);
-/* Whether archive_local_dir would find every file local, without downloading (always, for a directory). */
-bool archive_local_ready(archive_t *a, const char *prefix, const char *const *names, int nnames);
+/* archive_local_dir without downloading: true when every file is local (always, for a directory), and then
+ * they are pinned as archive_local_dir pins them (all at once: none can be evicted between the check and the
+ * pin); false, with nothing pinned, when any is missing. */
+bool archive_local_try(archive_t *a, const char *prefix, const char *const *names, int nnames, char *dir,
+		       size_t cap);
 /* Ends the use archive_local_dir began. */
 void archive_local_done(archive_t *a, const char *prefix, const char *const *names, int nnames);
 /* Bytes in the S3 download cache (0 for a directory). */

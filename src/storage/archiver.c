@@ -46,7 +46,11 @@ typedef struct {
 #define GETS_MAX 64
 /* A finished download stays pinned in the cache until a reader takes it (else a cache over its limit
  * evicted it before the reader came back, and the two went round for ever), or this long. */
-#define GET_KEEP_MS 60000
+#define GET_KEEP_MS 10000
+/* A failed download's error is what every reader of that segment gets for this long; then one tries again
+ * (a reader retrying at once made back-to-back requests to a failing store, and the error never reached
+ * a client: the fetch's second read of the partition found nothing and asked again). */
+#define GET_FAILED_KEEP_MS 5000
 
 struct archiver {
 	storage_t *st;
@@ -130,34 +134,40 @@ static void get_unpin(archiver_t *ar, const aget_t *g)
 /* A reader that does not wait asks for a segment: OK when a download for it finished (*held: the files
  * are pinned for the caller, who must archive_local_done them once it pinned them itself), ERR_AGAIN while
  * it is queued or downloading (or not asked for yet: now it is, with `enqueue`), or the error of a download
- * that failed (reported once: the next request tries again). */
-static err_t get_request(apart_t *ap, const archived_seg_t *seg, bool enqueue, bool *held)
+ * that failed (for GET_FAILED_KEEP_MS: then the next request tries again). */
+/* Drops finished entries nobody came for in time (get_mu held). */
+static void get_expire(archiver_t *ar, int64_t now)
 {
-	archiver_t *ar = ap->ar;
-	err_t rc = ERR_AGAIN;
-	*held = false;
-	pthread_mutex_lock(&ar->get_mu);
-	int64_t now = mono_ms();
 	int i = 0;
 	while (i < ar->ngets) {
 		aget_t *g = &ar->gets[i];
-		if (g->ap == ap && g->seg.base == seg->base)
-			break;
-		if ((g->state == GET_FAILED || g->state == GET_DONE) && now - g->done_ms > GET_KEEP_MS) {
-			if (g->state == GET_DONE) /* nobody came for it */
+		if ((g->state == GET_DONE && now - g->done_ms > GET_KEEP_MS) ||
+		    (g->state == GET_FAILED && now - g->done_ms > GET_FAILED_KEEP_MS)) {
+			if (g->state == GET_DONE)
 				get_unpin(ar, g);
 			ar->gets[i] = ar->gets[--ar->ngets];
 			continue;
 		}
 		i++;
 	}
+}
+
+static err_t get_request(apart_t *ap, const archived_seg_t *seg, bool enqueue, bool *held)
+{
+	archiver_t *ar = ap->ar;
+	err_t rc = ERR_AGAIN;
+	*held = false;
+	pthread_mutex_lock(&ar->get_mu);
+	get_expire(ar, mono_ms());
+	int i = 0;
+	while (i < ar->ngets && !(ar->gets[i].ap == ap && ar->gets[i].seg.base == seg->base))
+		i++;
 	if (i < ar->ngets && ar->gets[i].state == GET_DONE) {
 		rc = OK;
 		*held = true;
 		ar->gets[i] = ar->gets[--ar->ngets];
 	} else if (i < ar->ngets && ar->gets[i].state == GET_FAILED) {
-		rc = ar->gets[i].err;
-		ar->gets[i] = ar->gets[--ar->ngets];
+		rc = ar->gets[i].err; /* kept: every reader gets it until it expires */
 	} else if (enqueue && i == ar->ngets && ar->ngets < GETS_MAX) {
 		ar->gets[ar->ngets++] = (aget_t){ .ap = ap, .seg = *seg, .state = GET_QUEUED };
 		pthread_cond_signal(&ar->get_cond);
@@ -179,8 +189,12 @@ static void *get_main(void *arg)
 			i++;
 		if (ar->get_stopping)
 			break;
-		if (i == ar->ngets) {
-			pthread_cond_wait(&ar->get_cond, &ar->get_mu);
+		if (i == ar->ngets) { /* nothing queued: expire what nobody came for, at least once a second */
+			get_expire(ar, mono_ms());
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&ar->get_cond, &ar->get_mu, &ts);
 			continue;
 		}
 		aget_t g = ar->gets[i];
@@ -220,12 +234,17 @@ static err_t fetch_segment(void *arg, const archived_seg_t *seg, bool nowait, ch
 	segment_names(seg->base, names, np);
 	bool held = false;
 	if (nowait && atomic_load(&ap->ar->get_started)) {
-		bool ready = archive_local_ready(ap->ar->archive, ap->prefix, np, 3);
-		err_t g = get_request(ap, seg, !ready, &held); /* a finished download is taken in any case */
-		if (!ready && !held)
+		bool pinned = archive_local_try(ap->ar->archive, ap->prefix, np, 3, dir, cap);
+		err_t g = get_request(ap, seg, !pinned, &held); /* a finished download is taken in any case */
+		if (pinned) {
+			if (held) /* ours holds the files: the download's pin goes */
+				archive_local_done(ap->ar->archive, ap->prefix, np, 3);
+			return OK;
+		}
+		if (!held)
 			return g; /* being downloaded, or the download's error */
 	}
-	err_t rc = archive_local_dir(ap->ar->archive, ap->prefix, np, 3, dir, cap);
+	err_t rc = archive_local_dir(ap->ar->archive, ap->prefix, np, 3, dir, cap); /* held: pinned, no download */
 	if (held) /* the download's pin goes once ours holds the files */
 		archive_local_done(ap->ar->archive, ap->prefix, np, 3);
 	if (rc != OK)
@@ -579,7 +598,10 @@ err_t archiver_start(storage_t *st, meta_t *meta, archive_t *a, int64_t check_ms
 	pthread_cond_init(&ar->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&ar->get_mu, NULL);
-	pthread_cond_init(&ar->get_cond, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ar->get_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	each_remote_topic(ar, true);
 	err_t rc = -pthread_create(&ar->thread, NULL, archiver_main, ar);
 	ar->started = rc == OK;

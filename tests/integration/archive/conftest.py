@@ -76,13 +76,16 @@ class S3:
 
 class SlowProxy:
     """A TCP proxy in front of s3rver that, while `delay` is set, holds each GET request that starts a read
-    from the client for that many seconds before passing it on (a slow object store). Bytes pass unchanged,
-    so SigV4 signatures stay valid. Threads end with their sockets; close() stops accepting."""
+    from the client for that many seconds before passing it on (a slow object store), and while `fail` is
+    set answers such GETs with a 500 itself (counted in `failed`). Bytes pass unchanged, so SigV4
+    signatures stay valid. Threads end with their sockets; close() stops accepting."""
 
     def __init__(self, upstream_port):
         self.upstream = upstream_port
         self.delay = 0.0
         self.delayed = 0
+        self.fail = False
+        self.failed = 0
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -109,7 +112,13 @@ class SlowProxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                if from_client and self.delay > 0 and data.startswith(b"GET /") and b"list-type" not in data[:200]:
+                get = from_client and data.startswith(b"GET /") and b"list-type" not in data[:200]
+                if get and self.fail:
+                    self.failed += 1
+                    body = b"<Error><Code>InternalError</Code></Error>"
+                    src.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                    continue
+                if get and self.delay > 0:
                     self.delayed += 1
                     time.sleep(self.delay)
                 dst.sendall(data)

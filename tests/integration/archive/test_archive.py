@@ -369,3 +369,31 @@ def test_a_slow_archive_download_does_not_stall_other_clients(slow_s3_server):
     assert keys == want, (len(keys), bad, got[bad - 2:bad + 3] if bad is not None else got[-3:])
     assert during > 0 and time.monotonic() - t0 >= 3.0, "the downloads were held"
     assert slowest < 1.5, "a produce waited %.2f s behind an archive download" % slowest
+
+
+def test_a_failing_archive_download_is_retried_seconds_apart(slow_s3_server):
+    """Every download fails (the store answers 500): a consumer polling below local retention must not
+    turn into back-to-back requests to the store; the failure is kept for each reader for a few seconds
+    before one tries again. When the store works again, everything is read."""
+    srv = slow_s3_server
+    srv.create_topic("bad", 1, ARCHIVED)
+    produce_n(srv, "bad", 600, b"old")
+    wait_archived(srv, "bad")
+    srv.proxy.fail = True
+    c = Consumer({"bootstrap.servers": srv.bootstrap, "group.id": "reader-%d" % time.monotonic_ns(),
+                  "enable.auto.commit": False, "auto.offset.reset": "error", "fetch.wait.max.ms": 50})
+    try:
+        c.assign([TopicPartition("bad", 0, OFFSET_BEGINNING)])
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 8:
+            m = c.poll(0.2)
+            assert m is None or m.error() is not None, "a record read while the store fails"
+    finally:
+        c.close()
+    tries = srv.proxy.failed
+    # one try per 5 s at most, each GET of its (up to 3) files retried by libcurl's own logic at most once
+    assert 1 <= tries <= 12, "%d requests to a failing store in 8 s" % tries
+    srv.proxy.fail = False
+    time.sleep(5.5)  # the kept failure expires
+    got = read_keys(srv, "bad", 600)
+    assert [k for _, k in got] == [b"old-%05d" % i for i in range(600)], got[:3]
