@@ -49,6 +49,18 @@ static inline int slice_eq(slice_t a, slice_t b)
 	return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
 }
 
+/* Whether s[0..n) holds only Kafka's legal topic-name characters, [a-zA-Z0-9._-] (which JSON never escapes). */
+static inline int topic_chars_legal(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+		      c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
 /* --- buf_t: an owned byte buffer. Allocation failure aborts (buffers are sized by config limits). --- */
 void buf_reserve(buf_t *b, size_t extra);
 /* Inline: encoders call it for every few bytes (the functions runtime's CloudEvent text, per event). */

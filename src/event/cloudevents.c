@@ -775,26 +775,14 @@ static void put_attr(buf_t *b, bool *first, const char *name, const uint8_t *val
 /* Copies a string literal (without its terminator); returns its length. */
 #define put_lit(dst, lit) (memcpy((dst), (lit), sizeof(lit) - 1), sizeof(lit) - 1)
 
-/* Whether a name is made of Kafka's legal topic characters only (then JSON needs no escaping for it). */
-static bool plain_name(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-		      c == '_' || c == '-'))
-			return false;
-	}
-	return true;
-}
-
 void ce_record_to_text(const ce_kafka_record_t *rec, bool with_topic, buf_t *b)
 {
 	bool is_ce = false, json_data = false, first = true;
 	/* the runtime's hot path: the topic and the numbers are formatted once, without printf */
 	size_t tl = strlen(rec->topic);
+	bool plain_topic = tl <= 249 && topic_chars_legal(rec->topic, tl); /* a Kafka topic name: copied as is */
 	if (tl > 249)
 		tl = 249;
-	bool plain_topic = plain_name(rec->topic, tl);
 	char pnum[24], onum[24];
 	size_t pl = (size_t)fmt_i64(pnum, rec->partition), ol = (size_t)fmt_i64(onum, rec->offset);
 	buf_append(b, "{", 1);

@@ -47,8 +47,9 @@ enum { EV_QUEUED, EV_INFLIGHT, EV_RETRY, EV_DEAD, EV_DONE };
 
 typedef struct {
 	rd_kafka_message_t *msg; /* the record as polled: key, payload, headers (parsed on first use); owned, destroyed
-				  * with the event, or by the worker when its whole batch succeeded (then NULL). Copying records out at poll time, and parsing their headers there,
-				  * was half of the consumer thread's work; holding the message pins its fetch buffer
+				  * with the event, or by the worker when its whole batch succeeded (then NULL).
+				  * Copying records out at poll time, and parsing their headers there, was half of
+				  * the consumer thread's work; holding the message pins its fetch buffer
 				  * only while the event is undone. The header parse writes into the message, so only
 				  * the thread holding the event reads them: the worker while its job is in flight,
 				  * else the consumer thread (dead letters, filters). */

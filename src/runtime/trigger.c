@@ -973,8 +973,7 @@ static void nudger_start(rt_trigger_t *tr, rt_nudger_t *n)
 	pthread_cond_init(&n->cond, NULL);
 	if (pthread_create(&n->thread, NULL, nudge_main, n) != 0) {
 		rt_fn_log(tr->fn, "cannot start the fetch nudge thread: records may arrive up to a second late");
-		n->stop = true;
-		return;
+		return; /* tr->nudger stays NULL: fetch_nudge does nothing */
 	}
 	tr->nudger = n;
 }

@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "core/clock.h"
 #include "server/cli.h"
 
 static const char replay_usage[] =
@@ -114,9 +115,7 @@ static int follow(const char *base, const char *name, const char *id)
 					"took its place)\n", tty ? "\n" : "");
 			return 1;
 		}
-		struct timespec now;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+		int64_t now_ms = clock_mono_ns(clock_system()) / 1000000;
 		if (tty || state_final(state) || last_line < 0 || now_ms - last_line >= 1000) {
 			show(name, r, tty);
 			last_line = now_ms;

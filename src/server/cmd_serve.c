@@ -129,9 +129,7 @@ int cmd_serve(int argc, char **argv)
 	};
 	cli_storage_flags_t f = { 0 };
 	long long retention_ms = 300000;
-	/* 4, not 2, since 2026-12-06: acks=all at 100 MB/s over 4 partitions, librdkafka's p99 went from 3.4-3.8 ms
-	 * to 2.6-2.9 (fsyncs of more partitions overlap) and throughput did not drop (docs/benchmarks.md) */
-	int flush_threads = 4;
+	int flush_threads = -1; /* -1: storage_opts_default's */
 	http_opts_t ho;
 	http_opts_default(&ho);
 	char http_host[256];
@@ -214,11 +212,12 @@ int cmd_serve(int argc, char **argv)
 	o.archive_check_ms = archive_check_ms;
 	if (archive_cache_bytes != -1)
 		o.archive_cache_bytes = archive_cache_bytes;
-	if (flush_threads < 1 || flush_threads > STORAGE_FLUSH_THREADS_MAX) {
+	if (flush_threads != -1 && (flush_threads < 1 || flush_threads > STORAGE_FLUSH_THREADS_MAX)) {
 		fputs(serve_usage, stderr);
 		return 2;
 	}
-	o.flush_threads = flush_threads;
+	if (flush_threads != -1)
+		o.flush_threads = flush_threads;
 
 	/* Descriptors: one per connection and per segment; take the hard limit rather than the shell's 1024. */
 	struct rlimit nofile;

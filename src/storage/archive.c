@@ -666,21 +666,19 @@ bool archive_local_try(archive_t *a, const char *prefix, const char *const *name
 		return false;
 	if (!a->s3)
 		return true;
-	bool ready = true;
+	cfile_t *found[8]; /* into a->files: stable while cache_mu is held */
+	bool ready = nnames <= 8;
 	pthread_mutex_lock(&a->cache_mu);
 	for (int i = 0; i < nnames && ready; i++) {
 		char rel[PATH_MAX];
-		cfile_t *f = NULL;
+		found[i] = NULL;
 		if (snprintf(rel, sizeof rel, "%s/%s", prefix, names[i]) < (int)sizeof rel)
-			f = cache_find(a, rel);
-		ready = f != NULL && !f->doomed;
+			found[i] = cache_find(a, rel);
+		ready = found[i] != NULL && !found[i]->doomed;
 	}
 	for (int i = 0; i < nnames && ready; i++) {
-		char rel[PATH_MAX];
-		snprintf(rel, sizeof rel, "%s/%s", prefix, names[i]);
-		cfile_t *f = cache_find(a, rel);
-		f->pins++;
-		f->used = ++a->clock;
+		found[i]->pins++;
+		found[i]->used = ++a->clock;
 	}
 	pthread_mutex_unlock(&a->cache_mu);
 	return ready;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/thread.h"
 #include "core/fl_assert.h"
 #include "core/log.h"
@@ -117,9 +118,7 @@ static void segment_names(int64_t base, char names[3][40], const char *np[3])
 
 static int64_t mono_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return clock_mono_ns(clock_system()) / 1000000;
 }
 
 /* Ends a finished download's hold on its files (get_mu held: the archive's lock nests inside it). */

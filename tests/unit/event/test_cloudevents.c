@@ -51,6 +51,24 @@ static void test_name_that_needs_escaping(void **state)
 			"\"topic\":\"a\\\"b\\\\c\",\"partition\":0,\"offset\":7}");
 }
 
+/* Kafka allows 249 characters; a longer name (not one factlog creates) keeps its whole topic member, and
+ * the id and source take its first 249. */
+static void test_name_longer_than_kafka_allows(void **state)
+{
+	(void)state;
+	char topic[301], want[1200];
+	memset(topic, 'a', 300);
+	topic[300] = 0;
+	ce_kafka_record_t r = { .topic = topic, .partition = 0, .offset = 1, .timestamp = 0, .key_null = true,
+				.value_null = true };
+	snprintf(want, sizeof want,
+		 "{\"id\":\"%.249s-0-1\",\"source\":\"/factlog/topics/%.249s\",\"type\":\"factlog.record\","
+		 "\"specversion\":\"1.0\",\"time\":\"1970-01-01T00:00:00.000Z\",\"topic\":\"%s\",\"partition\":0,"
+		 "\"offset\":1}",
+		 topic, topic, topic);
+	check(&r, true, want);
+}
+
 static void test_cloudevent_headers_and_json_data(void **state)
 {
 	(void)state;
@@ -74,6 +92,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plain_record),
 		cmocka_unit_test(test_name_that_needs_escaping),
+		cmocka_unit_test(test_name_longer_than_kafka_allows),
 		cmocka_unit_test(test_cloudevent_headers_and_json_data),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
