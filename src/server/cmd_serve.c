@@ -2,7 +2,6 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <sys/resource.h>
 #include <string.h>
 #include <stdio.h>
@@ -72,19 +71,39 @@ int cli_storage_opts(const cli_storage_flags_t *f, storage_opts_t *o)
 	return 0;
 }
 
-/* The storage's data hook: wakes parked fetches. The server is published after it starts. */
+/* A server the storage's data hooks call, published once it runs. The lock makes unpublishing wait for a
+ * call in progress: a flusher (or the archive's download thread) that had read the pointer could otherwise
+ * call into a server that its stop had just freed. A mutex, not a read lock: the calls are a few atomic
+ * loads, and unpublishing must not starve behind a stream of flushes. */
+typedef struct {
+	pthread_mutex_t mu;
+	void *server;
+} hook_target_t;
+
+static void hook_publish(hook_target_t *t, void *server)
+{
+	pthread_mutex_lock(&t->mu);
+	t->server = server;
+	pthread_mutex_unlock(&t->mu); /* with NULL: no hook is inside the server any more, none will enter */
+}
+
+/* The storage's data hooks: wake parked fetches and idle event streams. */
 static void notify_data(void *arg)
 {
-	kafka_server_t *ks = atomic_load((_Atomic(kafka_server_t *) *)arg);
-	if (ks != NULL)
-		kafka_server_notify_data(ks);
+	hook_target_t *t = arg;
+	pthread_mutex_lock(&t->mu);
+	if (t->server != NULL)
+		kafka_server_notify_data(t->server);
+	pthread_mutex_unlock(&t->mu);
 }
 
 static void notify_http(void *arg)
 {
-	http_server_t *hs = atomic_load((_Atomic(http_server_t *) *)arg);
-	if (hs != NULL)
-		http_server_notify_data(hs);
+	hook_target_t *t = arg;
+	pthread_mutex_lock(&t->mu);
+	if (t->server != NULL)
+		http_server_notify_data(t->server);
+	pthread_mutex_unlock(&t->mu);
 }
 
 /* "HOST:PORT" -> host, port (0..65535). Prints the problem and returns nonzero when malformed. */
@@ -248,8 +267,8 @@ int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "factlog: cannot open %s: %s\n", o.data_dir, err_str(err));
 		return 1;
 	}
-	_Atomic(kafka_server_t *) published = NULL;
-	_Atomic(http_server_t *) published_http = NULL;
+	hook_target_t published = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	hook_target_t published_http = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	storage_add_data_hook(st, notify_data, &published);
 	storage_add_data_hook(st, notify_http, &published_http);
 	kafka_server_t *ks;
@@ -260,7 +279,7 @@ int cmd_serve(int argc, char **argv)
 		storage_close(st);
 		return 1;
 	}
-	atomic_store(&published, ks);
+	hook_publish(&published, ks);
 	/* Functions reach the ledger through the Kafka listener, as any client would. */
 	fn_host_t fh;
 	char bootstrap[300], fn_logs[4200];
@@ -277,13 +296,13 @@ int cmd_serve(int argc, char **argv)
 	if (err != OK) {
 		fprintf(stderr, "factlog: cannot serve HTTP on %s:%d: %s\n", ho.listen_host, ho.listen_port,
 			err_str(err));
-		atomic_store(&published, NULL);
+		hook_publish(&published, NULL);
 		kafka_server_stop(ks);
 		storage_close(st);
 		app_free(app);
 		return 1;
 	}
-	atomic_store(&published_http, hs);
+	hook_publish(&published_http, hs);
 	if (app != NULL) {
 		int nf = app->nfunctions;
 		err = fn_host_deploy(&fh, app, aerr, sizeof aerr);
@@ -299,9 +318,9 @@ int cmd_serve(int argc, char **argv)
 	log_info("received signal %d: stopping functions, closing connections, flushing and sealing partitions",
 		 sig);
 	fn_host_stop(&fh); /* first: its consumers commit through the Kafka listener */
-	atomic_store(&published_http, NULL);
+	hook_publish(&published_http, NULL);
 	http_server_stop(hs);
-	atomic_store(&published, NULL);
+	hook_publish(&published, NULL);
 	kafka_server_stop(ks);
 	storage_close(st);
 	log_info("stopped cleanly");

@@ -8,6 +8,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@ struct archive {
 	int64_t cache_bytes, cache_bytes_max;
 	uint64_t clock;
 	bool over_logged; /* "pinned files exceed the limit" was logged (until it fits again) */
+	atomic_bool cancelled; /* archive_cancel: S3 requests in progress abort, later ones fail at once */
 };
 
 static char *dupstr(const char *s)
@@ -169,6 +171,16 @@ typedef struct {
 	size_t len, pos;
 } source_t;
 
+/* libcurl calls it about once a second even while nothing moves: a cancelled transfer stops within that. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return atomic_load(&((archive_t *)arg)->cancelled) ? 1 : 0;
+}
+
 static size_t on_read(char *dst, size_t size, size_t n, void *arg)
 {
 	source_t *s = arg;
@@ -185,6 +197,8 @@ static size_t on_read(char *dst, size_t size, size_t n, void *arg)
 static err_t s3_request(archive_t *a, const char *method, const char *key, const char *query, FILE *in,
 			int64_t in_len, const void *data, size_t len, sink_t *sink, long *status)
 {
+	if (atomic_load(&a->cancelled))
+		return ERR_SYS(ECANCELED);
 	CURL *c = curl_easy_init();
 	if (c == NULL)
 		return ERR_SYS(ENOMEM);
@@ -202,6 +216,12 @@ static err_t s3_request(archive_t *a, const char *method, const char *key, const
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 600000L);
+	/* a store that stops sending (under 1 byte/s for 60 s) fails the request long before that */
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, a);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 	sink_t none = { 0 };
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, sink ? sink : &none);
@@ -224,6 +244,10 @@ static err_t s3_request(archive_t *a, const char *method, const char *key, const
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);
+	if (cc == CURLE_ABORTED_BY_CALLBACK) {
+		log_info("archive: %s %s: cancelled (the storage is closing)", method, url);
+		return ERR_SYS(ECANCELED);
+	}
 	if (cc != CURLE_OK) {
 		log_warn("archive: %s %s: %s", method, url, curl_easy_strerror(cc));
 		return ERR_SYS(EIO);
@@ -458,6 +482,12 @@ err_t archive_open(const archive_opts_t *o, archive_t **out, char *err, size_t e
 	}
 	*out = a;
 	return OK;
+}
+
+void archive_cancel(archive_t *a)
+{
+	if (a != NULL)
+		atomic_store(&a->cancelled, true);
 }
 
 void archive_close(archive_t *a)

@@ -46,6 +46,10 @@ typedef struct {
 /* Checks the options (and, for a directory, creates it). On error, err names the problem. */
 err_t archive_open(const archive_opts_t *o, archive_t **out, char *err, size_t errcap);
 void archive_close(archive_t *a);
+/* From now on S3 requests fail with ECANCELED, and those in progress abort within about a second (a
+ * closing storage must not wait out a slow or hung store). The directory backend is unaffected: its calls
+ * are local. */
+void archive_cancel(archive_t *a);
 /* "directory /x/y" or "s3://bucket/prefix at http://host:port": for logs and the CLI. */
 const char *archive_describe(const archive_t *a);
 

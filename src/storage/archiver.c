@@ -408,6 +408,8 @@ static void archive_partition(archiver_t *ar, topic_t *t, int32_t idx, const par
 			break;
 		}
 		err_t rc = upload_segment(ap, p, &sealed[i]);
+		if (rc == ERR_SYS(ECANCELED)) /* the storage closes: the next run copies it */
+			break;
 		if (rc != OK) {
 			if (!ap->failing)
 				log_error("archive: cannot copy segment %020" PRId64 " of %s to %s: %s (retrying)",
@@ -448,7 +450,9 @@ static void archive_partition(archiver_t *ar, topic_t *t, int32_t idx, const par
 	if (changed) {
 		err_t rc = manifest_write(ap, segs, n);
 		if (rc != OK) {
-			log_error("archive: cannot write the manifest of %s: %s (retrying)", ap->prefix, err_str(rc));
+			if (rc != ERR_SYS(ECANCELED))
+				log_error("archive: cannot write the manifest of %s: %s (retrying)", ap->prefix,
+					  err_str(rc));
 			free(segs);
 			free(gone);
 			return; /* the uploaded files are written again next time; nothing refers to them yet */
@@ -621,6 +625,10 @@ void archiver_stop(archiver_t *ar)
 	ar->stopping = true;
 	pthread_cond_broadcast(&ar->cond);
 	pthread_mutex_unlock(&ar->mu);
+	/* An upload or download in progress would hold the joins below for up to curl's timeout (10 min). An
+	 * upload cut short is made again by the next run's first pass; a reader waiting for a download gets
+	 * an error, as the storage closes anyway. */
+	archive_cancel(ar->archive);
 	pthread_join(ar->thread, NULL);
 	ar->started = false;
 	if (atomic_load(&ar->get_started)) {
@@ -628,7 +636,7 @@ void archiver_stop(archiver_t *ar)
 		ar->get_stopping = true;
 		pthread_cond_broadcast(&ar->get_cond);
 		pthread_mutex_unlock(&ar->get_mu);
-		pthread_join(ar->get_thread, NULL); /* a download in progress finishes first */
+		pthread_join(ar->get_thread, NULL); /* a download in progress ends first (cancelled above) */
 		atomic_store(&ar->get_started, false); /* readers wait for the archive themselves from now on */
 		pthread_mutex_lock(&ar->get_mu);
 		for (int i = 0; i < ar->ngets; i++)

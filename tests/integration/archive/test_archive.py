@@ -371,6 +371,33 @@ def test_a_slow_archive_download_does_not_stall_other_clients(slow_s3_server):
     assert slowest < 1.5, "a produce waited %.2f s behind an archive download" % slowest
 
 
+def test_a_stop_does_not_wait_for_a_hung_archive_download(slow_s3_server):
+    """The store accepts a download and then sends nothing (the proxy holds it 10 minutes). SIGTERM must
+    not wait for it: the transfer is cancelled, the server exits cleanly within seconds (before, the stop
+    joined the download thread, which waited out curl's 10-minute timeout)."""
+    srv = slow_s3_server
+    srv.create_topic("stuck", 1, ARCHIVED)
+    produce_n(srv, "stuck", 600, b"old")
+    wait_archived(srv, "stuck")
+    srv.proxy.delay = 600.0
+    c = Consumer({"bootstrap.servers": srv.bootstrap, "group.id": "reader-%d" % time.monotonic_ns(),
+                  "enable.auto.commit": False, "auto.offset.reset": "error", "fetch.wait.max.ms": 50})
+    try:
+        c.assign([TopicPartition("stuck", 0, OFFSET_BEGINNING)])
+        t0 = time.monotonic()
+        while srv.proxy.delayed == 0 and time.monotonic() - t0 < 30:
+            m = c.poll(0.1)
+            assert m is None or m.error() is not None, "a record read while its download is held"
+        assert srv.proxy.delayed > 0, "no download started"
+        time.sleep(0.5)
+        s = time.monotonic()
+        srv.stop()  # raises unless the exit is clean (status 0 after SIGTERM, within the stop timeout)
+        took = time.monotonic() - s
+    finally:
+        c.close()
+    assert took < 5.0, "the stop waited %.1f s for a hung download" % took
+
+
 def test_a_failing_archive_download_is_retried_seconds_apart(slow_s3_server):
     """Every download fails (the store answers 500): a consumer polling below local retention must not
     turn into back-to-back requests to the store; the failure is kept for each reader for a few seconds
