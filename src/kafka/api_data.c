@@ -371,7 +371,7 @@ void kapi_fetch_retry(kreq_t *req, bool final)
 		}
 		if (avail < c->min_bytes && !errors && c->max_wait_ms > 0) {
 			if (!req->parked)
-				kreq_park(req, c->max_wait_ms);
+				kreq_park(req, c->max_wait_ms, kapi_fetch_retry);
 			return;
 		}
 	}
@@ -446,29 +446,29 @@ void kapi_fetch(kreq_t *req)
 
 /* ---------------------------------------------------------------- ListOffsets */
 
-void kapi_list_offsets(kreq_t *req)
+/* How long a ListOffsets by timestamp waits for archived segments to download before the partitions still
+ * waiting answer REQUEST_TIMED_OUT (retriable): clients give up at about 30 s themselves. */
+#define LIST_OFFSETS_WAIT_MS 25000
+
+typedef struct {
+	reader_t body; /* the request's topics, read again by each try */
+} list_offsets_ctx_t;
+
+static void list_offsets_free(kreq_t *req)
 {
-	reader_t *r = &req->r;
+	free(req->ctx);
+	req->ctx = NULL;
+}
+
+/* Writes the whole answer; a partition by timestamp whose archived segment is not local yet has its download
+ * started, and then (unless final) the request parks and writes it again once the data hook fires. */
+static void list_offsets_try(kreq_t *req, bool final)
+{
+	list_offsets_ctx_t *c = req->ctx;
+	reader_t rd = c->body, *r = &rd;
 	int v = req->api_version;
-	reader_i32(r); /* replica_id */
-	if (v >= 2)
-		reader_u8(r); /* isolation_level: no transactions, so LSO = HWM */
+	bool waiting = false;
 	int32_t ntopics = kr_array(r);
-	reader_t probe = *r;
-	for (int32_t t = 0; t < ntopics && probe.err == OK; t++) {
-		kr_string(&probe);
-		int32_t np = kr_array(&probe);
-		for (int32_t i = 0; i < np && probe.err == OK; i++) {
-			reader_i32(&probe);
-			reader_i64(&probe);
-		}
-		if (np < 0)
-			reader_fail(&probe, ERR_MALFORMED);
-	}
-	if (r->err != OK || probe.err != OK || ntopics < 0) {
-		kreq_malformed(req);
-		return;
-	}
 	buf_t *b = &req->resp.mem;
 	kresp_begin(req);
 	if (v >= 2)
@@ -498,9 +498,14 @@ void kapi_list_offsets(kreq_t *req)
 				else if (ts == -2)
 					off = info.log_start;
 				else {
-					err_t rc = partition_offset_for_time(p, ts, &off, &found_ts);
-					if (rc != OK)
+					/* never waits for the archive on the loop (as a fetch) */
+					err_t rc = partition_offset_for_time_nowait(p, ts, &off, &found_ts);
+					if (rc == ERR_AGAIN) {
+						waiting = true;
+						err = KERR_REQUEST_TIMED_OUT; /* the answer if this try is the last */
+					} else if (rc != OK) {
 						err = kerr_from(rc);
+					}
 				}
 			}
 			kw_i32(b, idx);
@@ -510,5 +515,42 @@ void kapi_list_offsets(kreq_t *req)
 		}
 		topic_put(topic);
 	}
+	if (waiting && !final) {
+		if (!req->parked)
+			kreq_park(req, LIST_OFFSETS_WAIT_MS, list_offsets_try);
+		return;
+	}
+	kreq_unpark(req);
 	kreq_finish(req);
+}
+
+void kapi_list_offsets(kreq_t *req)
+{
+	reader_t *r = &req->r;
+	int v = req->api_version;
+	reader_i32(r); /* replica_id */
+	if (v >= 2)
+		reader_u8(r); /* isolation_level: no transactions, so LSO = HWM */
+	reader_t probe = *r;
+	int32_t ntopics = kr_array(&probe);
+	for (int32_t t = 0; t < ntopics && probe.err == OK; t++) {
+		kr_string(&probe);
+		int32_t np = kr_array(&probe);
+		for (int32_t i = 0; i < np && probe.err == OK; i++) {
+			reader_i32(&probe);
+			reader_i64(&probe);
+		}
+		if (np < 0)
+			reader_fail(&probe, ERR_MALFORMED);
+	}
+	if (r->err != OK || probe.err != OK || ntopics < 0) {
+		kreq_malformed(req);
+		return;
+	}
+	list_offsets_ctx_t *c = calloc(1, sizeof *c);
+	ASSERT(c != NULL);
+	c->body = *r;
+	req->ctx = c;
+	req->ctx_free = list_offsets_free;
+	list_offsets_try(req, false);
 }

@@ -80,6 +80,7 @@ struct kreq {
 	bool ready;          /* the response is complete (or there is none) */
 	bool no_response;    /* acks=0 */
 	bool parked;
+	void (*retry)(kreq_t *req, bool final); /* while parked */
 	int64_t start_ns;    /* when the whole request had been read (monotonic) */
 	void *ctx;           /* handler state */
 	void (*ctx_free)(kreq_t *req);
@@ -142,8 +143,10 @@ static inline loop_t *kreq_loop(const kreq_t *req)
 	return req->conn->w->loop;
 }
 
-/* Parking (fetch long-poll): the worker re-runs `retry` on data notifications and when the timer fires. */
-void kreq_park(kreq_t *req, int64_t timeout_ms);
+/* Parking (a fetch's long poll; a ListOffsets waiting for the archive): the worker calls retry(req, false)
+ * on data notifications (the storage's data hook: new data, or a download done) and retry(req, true) once
+ * timeout_ms has passed, after unparking it. A retry that can answer unparks and finishes the request. */
+void kreq_park(kreq_t *req, int64_t timeout_ms, void (*retry)(kreq_t *req, bool final));
 void kreq_unpark(kreq_t *req);
 
 /* err_t -> Kafka error code for a partition-level storage failure. */

@@ -130,11 +130,12 @@ static void park_timeout(loop_timer_t *t)
 {
 	kreq_t *req = t->data;
 	kreq_unpark(req);
-	kapi_fetch_retry(req, true);
+	req->retry(req, true);
 }
 
-void kreq_park(kreq_t *req, int64_t timeout_ms)
+void kreq_park(kreq_t *req, int64_t timeout_ms, void (*retry)(kreq_t *req, bool final))
 {
+	req->retry = retry;
 	kworker_t *w = req->conn->w;
 	if (!req->parked) {
 		req->parked = true;
@@ -186,11 +187,11 @@ static void on_data_task(loop_task_t *t)
 {
 	kworker_t *w = t->data;
 	atomic_store(&w->data_posted, false);
-	/* Each parked fetch looks again; one that is satisfied unparks itself. */
+	/* Each parked request looks again; one that can answer unparks itself. */
 	kreq_t *req = w->parked;
 	for (int guard = 0; req != NULL && guard < 1000000; guard++) {
 		kreq_t *next = req->park_next;
-		kapi_fetch_retry(req, false);
+		req->retry(req, false);
 		req = next;
 	}
 }

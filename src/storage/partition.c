@@ -1083,7 +1083,7 @@ err_t log_range_copy(const log_range_t *r, io_t *io, void *buf)
 	return io_pread_all(io, r->fd, buf, (size_t)r->len, r->pos);
 }
 
-err_t partition_offset_for_time(partition_t *p, int64_t ts, int64_t *offset, int64_t *found_ts)
+static err_t offset_for_time(partition_t *p, int64_t ts, bool nowait, int64_t *offset, int64_t *found_ts)
 {
 	pthread_mutex_lock(&p->mu);
 	err_t rc = p->failed != OK ? ERR_FAILED : ERR_NOT_FOUND;
@@ -1099,7 +1099,7 @@ err_t partition_offset_for_time(partition_t *p, int64_t ts, int64_t *offset, int
 		void *arg = p->arch_arg;
 		pthread_mutex_unlock(&p->mu);
 		log_segment_t *seg;
-		rc = arch_segment(p, &a, fetch, release, arg, false, &seg);
+		rc = arch_segment(p, &a, fetch, release, arg, nowait, &seg);
 		if (rc == OK) {
 			rc = segment_find_time(seg, ts, seg->size, offset, found_ts);
 			segment_unref(seg);
@@ -1121,6 +1121,16 @@ err_t partition_offset_for_time(partition_t *p, int64_t ts, int64_t *offset, int
 		rc = OK;
 	}
 	return rc;
+}
+
+err_t partition_offset_for_time(partition_t *p, int64_t ts, int64_t *offset, int64_t *found_ts)
+{
+	return offset_for_time(p, ts, false, offset, found_ts);
+}
+
+err_t partition_offset_for_time_nowait(partition_t *p, int64_t ts, int64_t *offset, int64_t *found_ts)
+{
+	return offset_for_time(p, ts, true, offset, found_ts);
 }
 
 void partition_set_archive(partition_t *p, const archived_seg_t *segs, size_t n, archive_fetch_fn fetch,

@@ -154,6 +154,9 @@ err_t log_range_copy(const log_range_t *r, io_t *io, void *buf);
 
 /* The first offset with timestamp >= ts (-1 and ts -1 if none, as Kafka answers). */
 err_t partition_offset_for_time(partition_t *p, int64_t ts, int64_t *offset, int64_t *found_ts);
+/* The same, for an event loop: ERR_AGAIN when an archived segment it must look into is not local yet
+ * (having started to get it, as partition_read_nowait). */
+err_t partition_offset_for_time_nowait(partition_t *p, int64_t ts, int64_t *offset, int64_t *found_ts);
 void partition_info(partition_t *p, partition_info_t *info);
 void partition_set_config(partition_t *p, const partition_config_t *cfg);
 const char *partition_dir(const partition_t *p);

@@ -326,6 +326,18 @@ def test_s3_download_cache_stays_under_its_limit(s3_small_cache_server):
         assert b"exceed the limit of 65536 bytes" in f.read()
 
 
+def slowest_live_produce(p):
+    """20 acks=all produces to "hot", one at a time, 0.1 s apart: the slowest one's seconds."""
+    slowest = 0.0
+    for i in range(20):
+        s = time.monotonic()
+        p.produce("hot", key=b"live-%02d" % i, value=b"y")
+        assert p.flush(30) == 0
+        slowest = max(slowest, time.monotonic() - s)
+        time.sleep(0.1)
+    return slowest
+
+
 def test_a_slow_archive_download_does_not_stall_other_clients(slow_s3_server):
     """A consumer reading below local retention makes the broker download segments. With one event loop
     and every download held 3 s, acks=all produces on another connection still answer quickly: the loop
@@ -347,16 +359,7 @@ def test_a_slow_archive_download_does_not_stall_other_clients(slow_s3_server):
     t0 = time.monotonic()
     t.start()
     wait_until(lambda: srv.proxy.delayed > 0, 30, "the reader's download to start", interval=0.05)
-    p = Producer({"bootstrap.servers": srv.bootstrap, "acks": "all", "linger.ms": 0})
-    slowest = 0.0
-    for i in range(20):
-        s = time.monotonic()
-        p.produce("hot", key=b"live-%02d" % i, value=b"y")
-        assert p.flush(30) == 0
-        slowest = max(slowest, time.monotonic() - s)
-        time.sleep(0.1)
-    p.flush(10)
-    del p
+    slowest = slowest_live_produce(Producer({"bootstrap.servers": srv.bootstrap, "acks": "all", "linger.ms": 0}))
     during = srv.proxy.delayed
     srv.proxy.delay = 0  # the rest of the segments (3 objects each, 21 segments) download at full speed
     t.join(120)
@@ -368,6 +371,45 @@ def test_a_slow_archive_download_does_not_stall_other_clients(slow_s3_server):
     bad = next((i for i in range(min(len(keys), len(want))) if keys[i] != want[i]), None)
     assert keys == want, (len(keys), bad, got[bad - 2:bad + 3] if bad is not None else got[-3:])
     assert during > 0 and time.monotonic() - t0 >= 3.0, "the downloads were held"
+    assert slowest < 1.5, "a produce waited %.2f s behind an archive download" % slowest
+
+
+def test_a_lookup_by_time_in_the_archive_does_not_stall_other_clients(slow_s3_server):
+    """ListOffsets by timestamp below local retention (offsets_for_times; what `factlog replay --from TIME`
+    asks) needs an archived segment's time index. With every download held 3 s and one event loop, the
+    lookup waits for its download parked, not on the loop: acks=all produces on another topic still answer
+    quickly, and the lookup then answers the right offset."""
+    srv = slow_s3_server
+    srv.create_topic("cold", 1, ARCHIVED)
+    srv.create_topic("hot", 1, {})
+    p = Producer({"bootstrap.servers": srv.bootstrap, "acks": "all", "linger.ms": 1, "batch.num.messages": 20})
+    for i in range(1500):
+        p.produce("cold", key=b"old-%05d" % i, value=b"x" * 200, timestamp=T0 + i)
+    assert p.flush(60) == 0
+    wait_archived(srv, "cold")
+    srv.proxy.delay = 3.0
+    result = {}
+
+    def lookup():
+        c = Consumer({"bootstrap.servers": srv.bootstrap, "group.id": "lookup-%d" % time.monotonic_ns()})
+        try:
+            result["got"] = c.offsets_for_times([TopicPartition("cold", 0, T0 + 100)], timeout=60)
+        except Exception as e:  # reported by the main thread
+            result["error"] = e
+        finally:
+            c.close()
+    t = threading.Thread(target=lookup)
+    t0 = time.monotonic()
+    t.start()
+    wait_until(lambda: srv.proxy.delayed > 0, 30, "the lookup's download to start", interval=0.05)
+    slowest = slowest_live_produce(p)
+    t.join(90)
+    assert not t.is_alive(), "the lookup did not finish"
+    assert "error" not in result, result.get("error")
+    (tp,) = result["got"]
+    assert tp.error is None, tp.error
+    assert tp.offset == 100, "the first record at or after T0+100 is offset 100, got %d" % tp.offset
+    assert time.monotonic() - t0 >= 3.0, "the download was held"
     assert slowest < 1.5, "a produce waited %.2f s behind an archive download" % slowest
 
 
