@@ -317,6 +317,7 @@ int cmd_serve(int argc, char **argv)
 	sigwait(&stop, &sig);
 	log_info("received signal %d: stopping functions, closing connections, flushing and sealing partitions",
 		 sig);
+	storage_cancel_archive(st); /* a reader waiting for a hung S3 download must not hold the stops below */
 	fn_host_stop(&fh); /* first: its consumers commit through the Kafka listener */
 	hook_publish(&published_http, NULL);
 	http_server_stop(hs);

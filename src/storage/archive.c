@@ -490,6 +490,11 @@ void archive_cancel(archive_t *a)
 		atomic_store(&a->cancelled, true);
 }
 
+bool archive_cancelled(const archive_t *a)
+{
+	return a != NULL && atomic_load(&a->cancelled);
+}
+
 void archive_close(archive_t *a)
 {
 	if (a == NULL)

@@ -50,6 +50,7 @@ void archive_close(archive_t *a);
  * closing storage must not wait out a slow or hung store). The directory backend is unaffected: its calls
  * are local. */
 void archive_cancel(archive_t *a);
+bool archive_cancelled(const archive_t *a);
 /* "directory /x/y" or "s3://bucket/prefix at http://host:port": for logs and the CLI. */
 const char *archive_describe(const archive_t *a);
 

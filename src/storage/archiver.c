@@ -177,6 +177,21 @@ static err_t get_request(apart_t *ap, const archived_seg_t *seg, bool enqueue, b
 
 /* The get thread: downloads requested segments into the archive's cache, one at a time, and tells the
  * storage's readers (data hooks) after each. */
+/* A segment the manifest lists but the store does not have is lost data, not "no such record": read as
+ * ERR_NOT_FOUND it would look like a segment with nothing at the offset or time asked, and the reader
+ * would go on to later ones. A cancelled request (the storage closes) is not worth an error line. */
+static err_t fetch_error(err_t rc, const archive_t *a, const char *name, const char *prefix)
+{
+	if (rc == ERR_NOT_FOUND) {
+		log_error("archive: segment %s of %s is listed in its manifest but missing from %s", name, prefix,
+			  archive_describe(a));
+		return ERR_CORRUPT;
+	}
+	if (rc != ERR_SYS(ECANCELED))
+		log_error("archive: cannot fetch segment %s of %s: %s", name, prefix, err_str(rc));
+	return rc;
+}
+
 static void *get_main(void *arg)
 {
 	archiver_t *ar = arg;
@@ -204,7 +219,7 @@ static void *get_main(void *arg)
 		segment_names(g.seg.base, names, np);
 		err_t rc = archive_local_dir(ar->archive, g.ap->prefix, np, 3, dir, sizeof dir); /* pinned on OK */
 		if (rc != OK)
-			log_error("archive: cannot fetch segment %s of %s: %s", names[0], g.ap->prefix, err_str(rc));
+			rc = fetch_error(rc, ar->archive, names[0], g.ap->prefix);
 		pthread_mutex_lock(&ar->get_mu);
 		for (i = 0; i < ar->ngets; i++) {
 			aget_t *e = &ar->gets[i];
@@ -247,7 +262,7 @@ static err_t fetch_segment(void *arg, const archived_seg_t *seg, bool nowait, ch
 	if (held) /* the download's pin goes once ours holds the files */
 		archive_local_done(ap->ar->archive, ap->prefix, np, 3);
 	if (rc != OK)
-		log_error("archive: cannot fetch segment %s of %s: %s", names[0], ap->prefix, err_str(rc));
+		rc = fetch_error(rc, ap->ar->archive, names[0], ap->prefix);
 	return rc;
 }
 
@@ -343,8 +358,9 @@ static err_t load_manifest(apart_t *ap, partition_t *p)
 	if (rc == ERR_NOT_FOUND)
 		rc = OK;
 	if (rc != OK) {
-		log_error("archive: cannot load the manifest of %s from %s: %s", ap->prefix,
-			  archive_describe(ap->ar->archive), err_str(rc));
+		if (rc != ERR_SYS(ECANCELED))
+			log_error("archive: cannot load the manifest of %s from %s: %s", ap->prefix,
+				  archive_describe(ap->ar->archive), err_str(rc));
 		return rc;
 	}
 	ap->loaded = true;
@@ -490,9 +506,9 @@ static void each_remote_topic(archiver_t *ar, bool only_load)
 	names_t v = { 0 };
 	storage_topic_names(ar->st, collect_name, &v);
 	for (size_t i = 0; i < v.n; i++) {
-		topic_t *t = storage_topic_get(ar->st, v.names[i]);
+		topic_t *t = archive_cancelled(ar->archive) ? NULL : storage_topic_get(ar->st, v.names[i]);
 		free(v.names[i]);
-		if (t == NULL)
+		if (t == NULL) /* gone, or the storage closes: the rest waits for the next run */
 			continue;
 		partition_config_t cfg;
 		topic_config(t, &cfg);
@@ -615,6 +631,12 @@ err_t archiver_start(storage_t *st, meta_t *meta, archive_t *a, int64_t check_ms
 	}
 	*out = ar;
 	return rc;
+}
+
+void archiver_cancel(archiver_t *ar)
+{
+	if (ar != NULL)
+		archive_cancel(ar->archive);
 }
 
 void archiver_stop(archiver_t *ar)

@@ -48,7 +48,9 @@ void archiver_pass(archiver_t *ar);
 void archiver_wake(archiver_t *ar);
 /* A topic's archive key prefix, TOPIC-CREATEDMS (meta_topic_delete records it for deletion). */
 void archiver_topic_prefix(const char *topic, int64_t created_ms, char *out, size_t cap);
-/* Stops the thread (before the partitions close). */
+/* Cancels S3 requests in progress and fails later ones (archive_cancel): the server is stopping. NULL: nothing. */
+void archiver_cancel(archiver_t *ar);
+/* Stops the thread (before the partitions close); cancels first. */
 void archiver_stop(archiver_t *ar);
 /* Frees the state partitions borrowed (after they closed) and the archive. */
 void archiver_free(archiver_t *ar);

@@ -1124,6 +1124,12 @@ void storage_flush_all(storage_t *st)
 	free(ts);
 }
 
+void storage_cancel_archive(storage_t *st)
+{
+	if (st != NULL)
+		archiver_cancel(st->archiver);
+}
+
 void storage_close(storage_t *st)
 {
 	if (st == NULL)

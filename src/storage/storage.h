@@ -62,6 +62,10 @@ typedef struct {
  * that fails recovery (ERR_CORRUPT) stays unavailable while the rest serve; its error is logged. */
 err_t storage_open(const storage_opts_t *opts, storage_t **out);
 void storage_close(storage_t *st);
+/* The server is stopping: archive transfers in progress (S3) abort within about a second and later ones fail,
+ * so that a reader waiting for a hung download (an HTTP request, a fetch) cannot hold the stop. Reads of
+ * archived data fail from then on. Call before stopping the servers that read. */
+void storage_cancel_archive(storage_t *st);
 
 /* Validates the name ([A-Za-z0-9._-], 1..249, not "." or ".."), the count and each config, then creates. */
 err_t storage_topic_create(storage_t *st, const char *name, int32_t partitions, const topic_kv_t *configs,

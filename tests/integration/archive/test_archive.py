@@ -414,29 +414,41 @@ def test_a_lookup_by_time_in_the_archive_does_not_stall_other_clients(slow_s3_se
 
 
 def test_a_stop_does_not_wait_for_a_hung_archive_download(slow_s3_server):
-    """The store accepts a download and then sends nothing (the proxy holds it 10 minutes). SIGTERM must
-    not wait for it: the transfer is cancelled, the server exits cleanly within seconds (before, the stop
-    joined the download thread, which waited out curl's 10-minute timeout)."""
+    """The store accepts downloads and then sends nothing (the proxy holds them 10 minutes): one for an
+    HTTP read (on the HTTP server's thread), one for a Kafka fetch (on the download thread). SIGTERM must
+    not wait for them: the transfers are cancelled and the server exits cleanly within seconds (before,
+    the stop waited for the HTTP thread and joined the download thread, each stuck in curl)."""
     srv = slow_s3_server
     srv.create_topic("stuck", 1, ARCHIVED)
     produce_n(srv, "stuck", 600, b"old")
     wait_archived(srv, "stuck")
     srv.proxy.delay = 600.0
+    http_result = {}
+
+    def http_read():
+        try:
+            http_result["r"] = srv.get("/v1/topics/stuck/partitions/0/events?from=0&limit=3", timeout=60)
+        except Exception as e:  # the connection closes as the server stops
+            http_result["error"] = e
+    h = threading.Thread(target=http_read)
+    h.start()
+    wait_until(lambda: srv.proxy.delayed > 0, 30, "the HTTP read's download to start", interval=0.05)
     c = Consumer({"bootstrap.servers": srv.bootstrap, "group.id": "reader-%d" % time.monotonic_ns(),
                   "enable.auto.commit": False, "auto.offset.reset": "error", "fetch.wait.max.ms": 50})
     try:
         c.assign([TopicPartition("stuck", 0, OFFSET_BEGINNING)])
         t0 = time.monotonic()
-        while srv.proxy.delayed == 0 and time.monotonic() - t0 < 30:
+        while time.monotonic() - t0 < 1.5:  # its fetch asks the download thread, which waits too
             m = c.poll(0.1)
             assert m is None or m.error() is not None, "a record read while its download is held"
-        assert srv.proxy.delayed > 0, "no download started"
         time.sleep(0.5)
         s = time.monotonic()
         srv.stop()  # raises unless the exit is clean (status 0 after SIGTERM, within the stop timeout)
         took = time.monotonic() - s
     finally:
         c.close()
+    h.join(30)
+    assert not h.is_alive(), "the HTTP read did not end with the server"
     assert took < 5.0, "the stop waited %.1f s for a hung download" % took
 
 
