@@ -4,9 +4,8 @@
  *
  *   fn_ceiling --handler PATH [--events N] [--workers W] [--batch B] [--bytes 100]
  *
- * W threads (the replay's workers) each start their own handler process (as the runtime does: stdin and
- * stdout pipes, stdin's pipe 1 MiB) and send it N/W events in requests of B, one at a time, each answered
- * before the next. A request is the runtime's exact text: the CloudEvents are written by the runtime's own
+ * W threads (the replay's workers) each start their own handler process (bench/handler.h, as the runtime
+ * does) and send it N/W events in requests of B, one at a time, each answered before the next. A request is the runtime's exact text: the CloudEvents are written by the runtime's own
  * encoder (ce_record_to_text) from records like bench_functions fill's (key "kN", a JSON value of --bytes
  * bytes with a content-type header). What is left out is everything a real runtime does besides: reading
  * the records, scheduling and committing. So no runtime that speaks this protocol can beat the events/s
@@ -14,21 +13,16 @@
  * Prints "RESULT ceiling events=N seconds=S rate=R request_bytes_per_event=X cpu_us_per_event=C"
  * (C: this process and its handlers).
  */
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "handler.h"
 #include "event/cloudevents.h"
-
-extern char **environ;
 
 static char *handler = NULL;
 static long long per_worker = 0;
@@ -50,41 +44,11 @@ static double cpu_seconds(int who)
 	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = write(fd, p, n);
-		if (k <= 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 static void *worker(void *arg)
 {
 	int index = (int)(intptr_t)arg;
-	int in[2], out[2];
-	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
-		perror("fn_ceiling: pipe");
-		exit(1);
-	}
-	(void)fcntl(in[1], F_SETPIPE_SZ, 1 << 20); /* as the runtime's worker */
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-	char *argv[] = { handler, NULL };
-	pid_t pid;
-	if (posix_spawn(&pid, handler, &fa, NULL, argv, environ) != 0) {
-		fprintf(stderr, "fn_ceiling: cannot start %s\n", handler);
-		exit(1);
-	}
-	posix_spawn_file_actions_destroy(&fa);
-	close(in[0]);
-	close(out[1]);
-
+	handler_t h;
+	handler_start(&h, handler);
 	char value[4096], key[16];
 	int vlen = snprintf(value, sizeof value, "{\"t\":%" PRId64 ",\"p\":\"", now_ns(CLOCK_REALTIME));
 	while (vlen < value_bytes - 2 && vlen < (int)sizeof value - 2)
@@ -93,7 +57,7 @@ static void *worker(void *arg)
 	value[vlen++] = '}';
 	ce_kv_t hdr = { .key = slice_cstr("content-type"), .value = slice_cstr("application/json") };
 	int64_t ts = now_ns(CLOCK_REALTIME) / 1000000;
-	buf_t req = { 0 }, reply = { 0 };
+	buf_t req = { 0 };
 	long long sent = 0, bytes = 0;
 	for (uint64_t id = 0; sent < per_worker; id++) {
 		req.len = 0;
@@ -112,33 +76,10 @@ static void *worker(void *arg)
 		}
 		buf_append(&req, "]}\n", 3);
 		bytes += (long long)req.len;
-		if (write_all(in[1], req.data, req.len) != 0) {
-			fprintf(stderr, "fn_ceiling: the handler closed its stdin\n");
-			exit(1);
-		}
-		reply.len = 0;
-		for (;;) { /* one reply line */
-			buf_reserve(&reply, 4096);
-			ssize_t k = read(out[0], reply.data + reply.len, reply.cap - reply.len);
-			if (k <= 0) {
-				fprintf(stderr, "fn_ceiling: the handler exited without a reply\n");
-				exit(1);
-			}
-			reply.len += (size_t)k;
-			if (memchr(reply.data, '\n', reply.len) != NULL)
-				break;
-		}
-		if (memmem(reply.data, reply.len, "\"ok\"", 4) == NULL) {
-			fprintf(stderr, "fn_ceiling: the handler did not answer ok: %.*s\n", (int)reply.len, (char *)reply.data);
-			exit(1);
-		}
+		handler_call(&h, &req);
 	}
-	close(in[1]);
-	int st;
-	waitpid(pid, &st, 0);
-	close(out[0]);
+	handler_stop(&h);
 	buf_free(&req);
-	buf_free(&reply);
 	pthread_mutex_lock(&total_mu);
 	total_request_bytes += bytes;
 	pthread_mutex_unlock(&total_mu);
@@ -157,9 +98,9 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--bytes")) value_bytes = atoi(argv[i + 1]);
 		else { fprintf(stderr, "fn_ceiling: unknown option %s\n", argv[i]); return 2; }
 	}
-	if (handler == NULL || events <= 0 || workers <= 0 || workers > 64 || batch <= 0 || value_bytes < 16 ||
+	if (handler == NULL || events < workers || workers <= 0 || workers > 64 || batch <= 0 || value_bytes < 16 ||
 	    value_bytes > 4000) {
-		fprintf(stderr, "usage: fn_ceiling --handler PATH [--events N] [--workers 1-64] [--batch B] [--bytes 16-4000]\n");
+		fprintf(stderr, "usage: fn_ceiling --handler PATH [--events N >= workers] [--workers 1-64] [--batch B] [--bytes 16-4000]\n");
 		return 2;
 	}
 	per_worker = events / workers;
@@ -168,7 +109,10 @@ int main(int argc, char **argv)
 	double cpu0 = cpu_seconds(RUSAGE_SELF);
 	int64_t start = now_ns(CLOCK_MONOTONIC);
 	for (int i = 0; i < workers; i++)
-		pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i);
+		if (pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i) != 0) {
+			fprintf(stderr, "fn_ceiling: cannot start a thread\n");
+			return 1;
+		}
 	for (int i = 0; i < workers; i++)
 		pthread_join(t[i], NULL);
 	double secs = (double)(now_ns(CLOCK_MONOTONIC) - start) / 1e9;

@@ -7,8 +7,10 @@
 # Prints events/s next to the target (5,000,000/s) and next to the machine's own limit for this protocol,
 # measured first in the same run: bench/fn_ceiling sends the runtime's exact request text for as many
 # events to as many fn_noop handlers, with no Kafka, no scheduler and no log (no runtime can be faster).
-# Builds nothing: needs BUILD_DIR/factlog, BUILD_DIR/bench/fn_noop, BUILD_DIR/bench/fn_ceiling and
-# BUILD_DIR/bench/bench_functions.
+# After the replay, bench/replay_direct reads the same archive's segment files itself (no Kafka client, no
+# scheduler) and sends the same requests: what a replay that bypassed the Kafka protocol could reach.
+# Builds nothing: needs BUILD_DIR/factlog, BUILD_DIR/bench/fn_noop, BUILD_DIR/bench/fn_ceiling,
+# BUILD_DIR/bench/replay_direct and BUILD_DIR/bench/bench_functions.
 # Usage: bench/replay.sh [BUILD_DIR]     env: BENCH_DIR, BACKLOG (2000000), PARTITIONS (4), KEEP
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -16,7 +18,8 @@ BUILD=$(cd "${1:-build}" && pwd)
 BENCH_DIR=${BENCH_DIR:-bench/results/scratch}
 BACKLOG=${BACKLOG:-2000000}
 PARTS=${PARTITIONS:-4}
-need "$BUILD/factlog" "$BUILD/bench/fn_noop" "$BUILD/bench/fn_ceiling" "$BUILD/bench/bench_functions"
+need "$BUILD/factlog" "$BUILD/bench/fn_noop" "$BUILD/bench/fn_ceiling" "$BUILD/bench/replay_direct" \
+	"$BUILD/bench/bench_functions"
 PID=""
 scratch replay PID
 read -r KPORT HPORT <<<"$(free_ports 2)"
@@ -30,6 +33,7 @@ for _ in 1 2 3; do
 		--batch 10000 --bytes 100)
 	echo "ceiling: $line"
 	r=$(sed -n 's/.* rate=\([0-9]*\).*/\1/p' <<<"$line")
+	[ -n "$r" ] || { echo "fn_ceiling printed no rate"; exit 1; }
 	[ -z "$best" ] || [ "$r" -gt "$best" ] && best=$r
 done
 "$BUILD/factlog" serve --data "$S/data" --kafka-listen "$BOOT" --http-listen "127.0.0.1:$HPORT" \
@@ -98,7 +102,17 @@ PY
 )
 [ "$state" = done ] || { echo "replay ended $state"; curl -sf "$URL/v1/functions/rp/replay"; exit 1; }
 "$BUILD/factlog" functions describe rp --url "$URL" >"$S/describe.json"
-/usr/bin/python3 - "$S/describe.json" "$t0" "$t1" "$best" <<'PY'
+# the same archive read directly (the server is idle now): best of three
+direct=""
+for _ in 1 2 3; do
+	line=$("$BUILD/bench/replay_direct" --dir "$(ls -d "$S"/archive/hist-*)" --topic hist \
+		--handler "$BUILD/bench/fn_noop" --batch 10000)
+	echo "direct: $line"
+	r=$(sed -n 's/.* rate=\([0-9]*\).*/\1/p' <<<"$line")
+	[ -n "$r" ] || { echo "replay_direct printed no rate"; exit 1; }
+	[ -z "$direct" ] || [ "$r" -gt "$direct" ] && direct=$r
+done
+/usr/bin/python3 - "$S/describe.json" "$t0" "$t1" "$best" "$direct" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 rp = d.get("replay") or {}
@@ -115,4 +129,7 @@ print("| replay from the archive, no-op handler, 100-byte events, batches of 10,
 ceiling = float(sys.argv[4])
 print("| the protocol alone on this machine (bench/fn_ceiling: the same requests, no Kafka, best of 3) | %.0f events/s (the replay: %.0f%%) | |"
       % (ceiling, 100 * rate / ceiling if ceiling > 0 else 0))
+direct = float(sys.argv[5])
+print("| the archive's files read directly, same requests (bench/replay_direct: no Kafka client, no scheduler, best of 3) | %.0f events/s | |"
+      % direct)
 PY
