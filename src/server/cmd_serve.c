@@ -72,7 +72,7 @@ int cli_storage_opts(const cli_storage_flags_t *f, storage_opts_t *o)
 }
 
 /* A server the storage's data hooks call, published once it runs. The lock makes unpublishing wait for a
- * call in progress: a flusher (or the archive's download thread) that had read the pointer could otherwise
+ * call in progress: a flusher (or an archive download thread) that had read the pointer could otherwise
  * call into a server that its stop had just freed. A mutex, not a read lock: the calls are a few atomic
  * loads, and unpublishing must not starve behind a stream of flushes. */
 typedef struct {

@@ -35,7 +35,7 @@ typedef struct apart {
 	bool failing; /* the last upload failed: logged once until it works again */
 } apart_t;
 
-/* A segment the get thread downloads for a reader that does not wait (partition_read_nowait). */
+/* A segment a get thread downloads for a reader that does not wait (partition_read_nowait). */
 enum { GET_QUEUED, GET_RUNNING, GET_DONE, GET_FAILED };
 typedef struct {
 	apart_t *ap;
@@ -45,6 +45,9 @@ typedef struct {
 	int64_t done_ms; /* GET_DONE, GET_FAILED: when (monotonic) */
 } aget_t;
 #define GETS_MAX 64
+/* Get threads: downloads of different segments (a replay reads every partition at once) run in parallel,
+ * so one slow object does not hold the others. */
+#define GET_THREADS 4
 /* A finished download stays pinned in the cache until a reader takes it (else a cache over its limit
  * evicted it before the reader came back, and the two went round for ever), or this long. */
 #define GET_KEEP_MS 10000
@@ -67,9 +70,10 @@ struct archiver {
 	bool stopping;
 	bool wake;               /* archiver_wake: a pass now */
 	apart_t *parts;
-	/* the get thread (get_main) and its requests, under get_mu */
-	pthread_t get_thread;
-	atomic_bool get_started; /* read by readers without get_mu */
+	/* the get threads (get_main) and their requests, under get_mu */
+	pthread_t get_threads[GET_THREADS];
+	int nget_threads;
+	atomic_bool get_started; /* some get thread runs; read by readers without get_mu */
 	bool get_stopping;
 	pthread_mutex_t get_mu;
 	pthread_cond_t get_cond;
@@ -130,10 +134,6 @@ static void get_unpin(archiver_t *ar, const aget_t *g)
 	archive_local_done(ar->archive, g->ap->prefix, np, 3);
 }
 
-/* A reader that does not wait asks for a segment: OK when a download for it finished (*held: the files
- * are pinned for the caller, who must archive_local_done them once it pinned them itself), ERR_AGAIN while
- * it is queued or downloading (or not asked for yet: now it is, with `enqueue`), or the error of a download
- * that failed (for GET_FAILED_KEEP_MS: then the next request tries again). */
 /* Drops finished entries nobody came for in time (get_mu held). */
 static void get_expire(archiver_t *ar, int64_t now)
 {
@@ -151,6 +151,10 @@ static void get_expire(archiver_t *ar, int64_t now)
 	}
 }
 
+/* A reader that does not wait asks for a segment: OK when a download for it finished (*held: the files
+ * are pinned for the caller, who must archive_local_done them once it pinned them itself), ERR_AGAIN while
+ * it is queued or downloading (or not asked for yet: now it is, with `enqueue`), or the error of a download
+ * that failed (for GET_FAILED_KEEP_MS: then the next request tries again). */
 static err_t get_request(apart_t *ap, const archived_seg_t *seg, bool enqueue, bool *held)
 {
 	archiver_t *ar = ap->ar;
@@ -175,8 +179,6 @@ static err_t get_request(apart_t *ap, const archived_seg_t *seg, bool enqueue, b
 	return rc;
 }
 
-/* The get thread: downloads requested segments into the archive's cache, one at a time, and tells the
- * storage's readers (data hooks) after each. */
 /* A segment the manifest lists but the store does not have is lost data, not "no such record": read as
  * ERR_NOT_FOUND it would look like a segment with nothing at the offset or time asked, and the reader
  * would go on to later ones. A cancelled request (the storage closes) is not worth an error line. */
@@ -192,6 +194,8 @@ static err_t fetch_error(err_t rc, const archive_t *a, const char *name, const c
 	return rc;
 }
 
+/* A get thread: downloads requested segments into the archive's cache, one at a time, and tells the
+ * storage's readers (data hooks) after each. GET_THREADS of them take the queued requests in turn. */
 static void *get_main(void *arg)
 {
 	archiver_t *ar = arg;
@@ -239,7 +243,7 @@ static void *get_main(void *arg)
 }
 
 /* The partition's read path: a local directory with the segment's files (in use until release_segment).
- * A reader that does not wait gets ERR_AGAIN while the get thread downloads them. */
+ * A reader that does not wait gets ERR_AGAIN while a get thread downloads them. */
 static err_t fetch_segment(void *arg, const archived_seg_t *seg, bool nowait, char *dir, size_t cap)
 {
 	apart_t *ap = arg;
@@ -625,8 +629,11 @@ err_t archiver_start(storage_t *st, meta_t *meta, archive_t *a, int64_t check_ms
 	err_t rc = -pthread_create(&ar->thread, NULL, archiver_main, ar);
 	ar->started = rc == OK;
 	if (rc == OK) { /* without it, readers that would not wait wait (fetch_segment) */
-		atomic_store(&ar->get_started, pthread_create(&ar->get_thread, NULL, get_main, ar) == 0);
-		if (!atomic_load(&ar->get_started))
+		while (ar->nget_threads < GET_THREADS &&
+		       pthread_create(&ar->get_threads[ar->nget_threads], NULL, get_main, ar) == 0)
+			ar->nget_threads++;
+		atomic_store(&ar->get_started, ar->nget_threads > 0);
+		if (ar->nget_threads == 0)
 			log_warn("archive: no download thread: reads below local retention block their event loop");
 	}
 	*out = ar;
@@ -658,7 +665,9 @@ void archiver_stop(archiver_t *ar)
 		ar->get_stopping = true;
 		pthread_cond_broadcast(&ar->get_cond);
 		pthread_mutex_unlock(&ar->get_mu);
-		pthread_join(ar->get_thread, NULL); /* a download in progress ends first (cancelled above) */
+		for (int i = 0; i < ar->nget_threads; i++)
+			pthread_join(ar->get_threads[i], NULL); /* a download in progress ends first (cancelled above) */
+		ar->nget_threads = 0;
 		atomic_store(&ar->get_started, false); /* readers wait for the archive themselves from now on */
 		pthread_mutex_lock(&ar->get_mu);
 		for (int i = 0; i < ar->ngets; i++)

@@ -20,10 +20,11 @@
  *      forgets the prefix: a restart or an unreachable archive delays the deletion, never loses it. The
  *      prefix holds the creation time, and storage_topic_create never reuses a prefix awaiting deletion,
  *      so a re-created topic never sees its predecessor's archive.
- *   5. A reader that does not wait (partition_read_nowait: the Kafka loops) never downloads: the get thread
+ *   5. A reader that does not wait (partition_read_nowait: the Kafka loops) never downloads: a get thread
  *      does, into the archive's cache, and then runs the storage's data hooks so the reader asks again.
- * Threads: archiver_start runs two threads (passes, downloads); archiver_stop joins them. Ownership: the storage owns the
- *   archiver; partitions borrow its per-partition state until archiver_free, after they closed.
+ * Threads: archiver_start runs one thread for passes and four for downloads; archiver_stop joins them.
+ * Ownership: the storage owns the archiver; partitions borrow its per-partition state until archiver_free,
+ *   after they closed.
  */
 #ifndef FL_STORAGE_ARCHIVER_H
 #define FL_STORAGE_ARCHIVER_H

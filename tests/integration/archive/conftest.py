@@ -77,13 +77,17 @@ class S3:
 class SlowProxy:
     """A TCP proxy in front of s3rver that, while `delay` is set, holds each GET request that starts a read
     from the client for that many seconds before passing it on (a slow object store), and while `fail` is
-    set answers such GETs with a 500 itself (counted in `failed`). Bytes pass unchanged, so SigV4
-    signatures stay valid. Threads end with their sockets; close() stops accepting."""
+    set answers such GETs with a 500 itself (counted in `failed`). `max_held` is the most GETs it held at
+    once. Bytes pass unchanged, so SigV4 signatures stay valid. Threads end with their sockets; close()
+    stops accepting."""
 
     def __init__(self, upstream_port):
         self.upstream = upstream_port
         self.delay = 0.0
         self.delayed = 0
+        self.held = 0
+        self.max_held = 0
+        self.lock = threading.Lock()
         self.fail = False
         self.failed = 0
         self.sock = socket.socket()
@@ -119,8 +123,15 @@ class SlowProxy:
                     src.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
                     continue
                 if get and self.delay > 0:
-                    self.delayed += 1
-                    time.sleep(self.delay)
+                    with self.lock:
+                        self.delayed += 1
+                        self.held += 1
+                        self.max_held = max(self.max_held, self.held)
+                    try:
+                        time.sleep(self.delay)
+                    finally:
+                        with self.lock:
+                            self.held -= 1
                 dst.sendall(data)
         except OSError:
             pass

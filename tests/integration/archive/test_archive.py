@@ -452,6 +452,28 @@ def test_a_stop_does_not_wait_for_a_hung_archive_download(slow_s3_server):
     assert took < 5.0, "the stop waited %.1f s for a hung download" % took
 
 
+def test_archive_downloads_of_different_partitions_run_at_once(slow_s3_server):
+    """A consumer (or a replay) reading two partitions below local retention needs a segment of each: the
+    two downloads run at the same time, so a slow object of one partition does not hold the other's."""
+    srv = slow_s3_server
+    srv.create_topic("wide", 2, ARCHIVED)
+    produce_n(srv, "wide", 3000, b"old")
+    wait_archived(srv, "wide")
+    srv.proxy.delay = 2.0
+    c = Consumer({"bootstrap.servers": srv.bootstrap, "group.id": "reader-%d" % time.monotonic_ns(),
+                  "enable.auto.commit": False, "auto.offset.reset": "error", "fetch.wait.max.ms": 50})
+    try:
+        c.assign([TopicPartition("wide", 0, OFFSET_BEGINNING), TopicPartition("wide", 1, OFFSET_BEGINNING)])
+        t0 = time.monotonic()
+        while srv.proxy.max_held < 2 and time.monotonic() - t0 < 15:
+            c.poll(0.1)
+    finally:
+        srv.proxy.delay = 0
+        c.close()
+    assert srv.proxy.delayed >= 2, "downloads of both partitions were asked for"
+    assert srv.proxy.max_held >= 2, "the store never saw two downloads at once (one download at a time)"
+
+
 def test_a_failing_archive_download_is_retried_seconds_apart(slow_s3_server):
     """Every download fails (the store answers 500): a consumer polling below local retention must not
     turn into back-to-back requests to the store; the failure is kept for each reader for a few seconds
