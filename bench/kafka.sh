@@ -2,7 +2,8 @@
 # Kafka-protocol throughput and latency of factlog next to the disk's own durable bandwidth, in one run on
 # one disk: fio (fdatasync every 1 MiB) on the scratch dir, then bench_kafka (librdkafka) against a broker
 # serving a temp data dir in that same scratch dir with --flush always:
-#   acks=all produce with 1 and 2 producers, acks=1 produce, acks=all at a paced 100 MB/s for latency,
+#   acks=all produce with 1 and 2 producers, acks=1 produce, acks=all at a paced 100 MB/s for latency
+#   (after fio's own fdatasync latency at that load),
 #   consume what was produced (page cache) with 1 and 2 consumers, read it again with 1 and 2 raw Fetch
 #   readers (bench/fetch_raw.c: the broker side, no record decoding), produce with a raw producer
 #   (bench/produce_raw.c: ready-made batches, the broker side) and produce + consume concurrently.
@@ -114,7 +115,19 @@ ok() { python3 -c "import sys; print('yes' if eval(sys.argv[1]) else '**no**')" 
 run all1 --produce --topic all1 --acks all --producers 1 --seconds "$SECS"                           # (2)
 run all2 --produce --topic all2 --acks all --producers 2 --seconds "$SECS"
 run acks1 --produce --topic acks1 --acks 1 --producers 1 --seconds "$SECS"                           # (3)
-run lat0 --produce --topic lat0 --acks all --rate-mbps "$LAT_MBPS" --linger-ms 0 --seconds "$SECS"   # (4)
+# (4) The disk's own fdatasync latency at the latency steps' load, just before them: PARTS fio writers of
+# 16 KiB, each fdatasync'd, LAT_MBPS in all. An acks=all answer waits for at least one such fdatasync, so
+# its p99 cannot beat this one's.
+sync
+fl_json=$(fio --name=fsynclat --directory="$S" --size=256m --bs=16k --rw=write --numjobs="$PARTS" \
+	--rate="$((LAT_MBPS / PARTS))m" --fdatasync=1 --ioengine=psync --runtime="$SECS" --time_based --group_reporting \
+	--output-format=json 2>/dev/null)
+rm -f "$S"/fsynclat.*
+read -r FL50 FL99 FL999 < <(python3 -c 'import json, sys
+p = json.load(sys.stdin)["jobs"][0]["sync"]["lat_ns"]["percentile"]
+print(" ".join("%.3f" % (p[k] / 1e6) for k in ("50.000000", "99.000000", "99.900000")))' <<<"$fl_json")
+echo "fio: fdatasync latency at $LAT_MBPS MB/s ($PARTS writers of 16 KiB): p50 $FL50 / p99 $FL99 / p99.9 $FL999 ms"
+run lat0 --produce --topic lat0 --acks all --rate-mbps "$LAT_MBPS" --linger-ms 0 --seconds "$SECS"
 run lat5 --produce --topic lat5 --acks all --rate-mbps "$LAT_MBPS" --linger-ms 5 --seconds "$SECS"
 run cons1 --consume --topic all2 --consumers 1 --seconds 30                                          # (5)
 run cons2 --consume --topic all2 --consumers 2 --seconds 30
@@ -139,6 +152,7 @@ echo "| page cache: buffered write of 2 GiB (dd, no fsync) | $PC MB/s | $(pct "$
 echo "| produce acks=all, 1 producer | $(thr all1) | $(pct "$a1" "$FIO") | >= 400 MB/s and >= 50% of fio | $(ok "$a1 >= 400 and $a1 >= 0.5 * $FIO") |"
 echo "| produce acks=all, 2 producers | $(thr all2) | $(pct "$a2" "$FIO") | >= 400 MB/s and >= 50% of fio | $(ok "$a2 >= 400 and $a2 >= 0.5 * $FIO") |"
 echo "| produce acks=1, 1 producer | $(thr acks1) | $(pct "$k1" "$FIO") | >= 1000 MB/s | $(ok "$k1 >= 1000") |"
+echo "| disk: fio fdatasync latency at $LAT_MBPS MB/s ($PARTS writers of 16 KiB, each synced), just before | p50 $FL50 / p99 $FL99 / p99.9 $FL999 ms | | (an acks=all answer waits for one) | |"
 echo "| acks=all at $LAT_MBPS MB/s offered, linger.ms=0 | $(lat lat0) | | p99 < 2 ms | $(ok "$l0 < 2") |"
 echo "| acks=all at $LAT_MBPS MB/s offered, linger.ms=5 | $(lat lat5) | | p99 < 2 ms | $(ok "$l5 < 2") |"
 echo "| consume (page cache), 1 consumer | $c1 MB/s ($(get cons1 consumed) records, complete=$(get cons1 complete)) | $(pct "$c1" "$FIO") | several GB/s (>= 2000 MB/s) | $(ok "$c1 >= 2000") |"
