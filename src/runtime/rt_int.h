@@ -221,6 +221,7 @@ struct runtime {
 	rd_kafka_t *producer;
 	pthread_t producer_thread;
 	atomic_bool stopping;
+	atomic_llong draining_since_ms; /* runtime_stop began (monotonic ms), 0 before: see producer_main */
 	pthread_mutex_t mu;      /* fns and app */
 	rt_fn_t **fns;
 	int nfns;

@@ -201,12 +201,31 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	pthread_mutex_unlock(&w->mu);
 }
 
+/* How long a stopping runtime lets emits and dead letters be delivered before it gives up on them. An
+ * emit to a topic that does not exist would otherwise hold its invocation, and so the stop, for the whole
+ * message.timeout.ms (30 s). A purged message fails its invocation: the event is not done, not committed,
+ * and is processed again after the restart (at least once). */
+#define STOP_DELIVERY_GRACE_MS 5000
+
 static void *producer_main(void *arg)
 {
 	runtime_t *rt = arg;
 	fl_thread_name("fl-fn-producer");
-	while (!atomic_load(&rt->stopping))
+	int64_t purged_ms = 0;
+	while (!atomic_load(&rt->stopping)) {
 		rd_kafka_poll(rt->producer, 100);
+		int64_t since = atomic_load(&rt->draining_since_ms), now = rt_now_ms();
+		if (since > 0 && now - since >= STOP_DELIVERY_GRACE_MS && now - purged_ms >= 1000 &&
+		    rd_kafka_outq_len(rt->producer) > 0) {
+			/* again each second: an invocation still running may produce after the first purge */
+			if (purged_ms == 0)
+				log_warn("functions: undelivered emits or dead letters %d s into the stop: failing them "
+					 "(their events are processed again after the restart)",
+					 STOP_DELIVERY_GRACE_MS / 1000);
+			rd_kafka_purge(rt->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+			purged_ms = now;
+		}
+	}
 	rd_kafka_flush(rt->producer, 10000);
 	return NULL;
 }
@@ -678,6 +697,7 @@ fail:
 
 void runtime_stop(runtime_t *rt)
 {
+	atomic_store(&rt->draining_since_ms, rt_now_ms());
 	pthread_mutex_lock(&rt->mu);
 	for (int i = 0; i < rt->nfns; i++)
 		fn_stop(rt->fns[i]);

@@ -1,6 +1,7 @@
 """Emitted events reach their topic before the input counts as done, with provenance: the causing
 topic/partition/offset, the correlation id and the W3C traceparent continued from the input."""
 import os
+import time
 
 from conftest import handler_cmd, read_out, wait_until
 
@@ -51,3 +52,37 @@ def test_emits_with_provenance(ledger):
         seen.add(cause)
     assert len(seen) == n
     assert len(read_out(out)) >= n
+
+
+NOWHERE = """
+streams:
+  clicks: {{ partitions: 1 }}
+functions:
+  stuck:
+    run: {run}
+    triggers:
+      - stream: clicks
+        start: earliest
+        batch_size: 10
+"""
+
+
+def test_a_stop_does_not_wait_out_emits_that_cannot_be_delivered(factlog_ledger):
+    """The handler emits to a topic that does not exist (auto-creation is off), so its invocation waits for
+    delivery reports that would come only after librdkafka's message timeout (30 s). A stop gives such
+    emits a few seconds, then fails them: the server exits cleanly well before the timeout, and since
+    the events are not done nothing was committed past them: after the restart they are processed again."""
+    lg = factlog_ledger
+    out = os.path.join(lg.root, "out.jsonl")
+    lg.start(NOWHERE.format(run=handler_cmd(out, EMIT="nowhere")), {"clicks": 1})
+    lg.produce("clicks", [("k%d" % i, {"i": i}, []) for i in range(5)])
+    wait_until(lambda: len(read_out(out)) >= 5, 30, "the handler to get the events", interval=0.1)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    lg.stop_functions()  # raises unless the exit is clean (status 0, within the fixture's 15 s)
+    took = time.monotonic() - t0
+    assert took < 12, "the stop waited %.1f s for undeliverable emits" % took
+    seen = len(read_out(out))
+    lg.start_functions()  # nothing was committed past the failed emits: all 5 events come again
+    wait_until(lambda: len(read_out(out)) >= seen + 5, 30, "the events processed again after the restart",
+               interval=0.2)
