@@ -120,6 +120,7 @@ typedef struct rt_job {
 	uint64_t id;
 	/* Result, written by the worker (or the producer thread) before posting the job back. */
 	int status;              /* 0 ok, 1 failed as a whole, 2 some events failed */
+	bool purged;             /* failed because a stopping runtime purged its emits: not the events' fault */
 	char *error;             /* malloc'd */
 	int *failed;             /* indexes into evs (status 2), malloc'd */
 	int nfailed;

@@ -456,6 +456,22 @@ static rt_fn_t *fn_start(runtime_t *rt, rt_app_t *app, const fn_def_t *def, char
 	return fn;
 }
 
+/* Tells the function's triggers and replay to stop, without waiting: runtime_stop tells every function
+ * before it waits for any, so that by the time it purges undelivered emits (producer_main) no trigger
+ * still schedules work whose failure would count. Only atomics: a replay's controller may be stopping or
+ * starting the live trigger meanwhile; with fn_stopping set it no longer starts it. */
+static void fn_signal_stop(rt_fn_t *fn)
+{
+	pthread_mutex_lock(&fn->rp_mu);
+	if (fn->replay != NULL) {
+		atomic_store(&fn->replay->fn_stopping, true);
+		atomic_store(&fn->replay->cancel, true);
+	}
+	pthread_mutex_unlock(&fn->rp_mu);
+	for (int i = 0; i < fn->ntriggers; i++)
+		atomic_store(&fn->triggers[i].stop, true); /* seen within the consumer loop's 100 ms poll */
+}
+
 static void fn_stop(rt_fn_t *fn)
 {
 	rt_replay_stop_fn(fn); /* first: it may hold a live trigger stopped, and uses the pool */
@@ -697,8 +713,10 @@ fail:
 
 void runtime_stop(runtime_t *rt)
 {
-	atomic_store(&rt->draining_since_ms, rt_now_ms());
 	pthread_mutex_lock(&rt->mu);
+	for (int i = 0; i < rt->nfns; i++)
+		fn_signal_stop(rt->fns[i]);
+	atomic_store(&rt->draining_since_ms, rt_now_ms());
 	for (int i = 0; i < rt->nfns; i++)
 		fn_stop(rt->fns[i]);
 	free(rt->fns);

@@ -534,6 +534,10 @@ static void on_invoke_done(rt_trigger_t *tr, rt_job_t *job)
 	rt_part_t *p = job->part;
 	rt_fn_t *fn = tr->fn;
 	bool by_key = tr->def->ordering == FN_ORDER_KEY;
+	/* A failure while stopping (emits purged by the stop, or anything else once told to stop) is not
+	 * counted against the events: they stay undone, uncommitted, and run again after the restart,
+	 * instead of being discarded or dead-lettered for the stop's sake. */
+	bool counted = !job->purged && !atomic_load(&tr->stop);
 	p->inflight--;
 	for (int i = 0; i < job->n; i++)
 		if (by_key && job->evs[i]->keyhash)
@@ -558,7 +562,7 @@ static void on_invoke_done(rt_trigger_t *tr, rt_job_t *job)
 				job->evs[i]->state = EV_DONE;
 				atomic_fetch_add(&fn->stats.events_ok, 1);
 			} else {
-				fail_event(tr, p, job->evs[i], job->error, mark[i] == 2);
+				fail_event(tr, p, job->evs[i], job->error, mark[i] == 2 && counted);
 			}
 		}
 		free(mark);
@@ -574,7 +578,7 @@ static void on_invoke_done(rt_trigger_t *tr, rt_job_t *job)
 	} else {
 		rt_fn_log(fn, "event %s/%d/%" PRId64 " failed (attempt %d): %s", tr->def->stream, p->partition,
 			  job->evs[0]->offset, job->evs[0]->attempts + 1, job->error ? job->error : "?");
-		fail_event(tr, p, job->evs[0], job->error, true);
+		fail_event(tr, p, job->evs[0], job->error, counted);
 	}
 	job_free(job);
 }

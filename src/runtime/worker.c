@@ -321,6 +321,7 @@ static void job_apply_reply(worker_t *w, rt_job_t *job, json_t *reply)
 			return;
 		}
 		if (ew.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			job->purged = ew.err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || ew.err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
 			job_fail(job, "emit: %s", rd_kafka_err2str(ew.err));
 			return;
 		}

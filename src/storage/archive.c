@@ -610,10 +610,18 @@ err_t archive_delete(archive_t *a, const char *key)
 /* Downloads KEY into tmp (in the cache directory, next to where it goes); *bytes: its size. */
 static err_t cache_download(archive_t *a, const char *key, const char *tmp, int64_t *bytes)
 {
-	err_t rc = mkdirs(tmp, false);
-	FILE *f = rc == OK ? fopen(tmp, "wb") : NULL;
-	if (rc == OK && f == NULL)
-		rc = ERR_SYS(errno);
+	err_t rc = OK;
+	FILE *f = NULL;
+	/* Eviction removes a directory once it is empty (cache_remove), which can fall between another
+	 * thread's mkdirs and fopen here: then make it again. Once the file exists the directory stays. */
+	for (int attempt = 0; attempt < 3 && f == NULL; attempt++) {
+		rc = mkdirs(tmp, false);
+		f = rc == OK ? fopen(tmp, "wb") : NULL;
+		if (rc == OK && f == NULL)
+			rc = ERR_SYS(errno);
+		if (rc != ERR_SYS(ENOENT))
+			break;
+	}
 	if (rc != OK)
 		return rc;
 	sink_t s = { NULL, f };
