@@ -9,7 +9,8 @@
  * reader (codec_walk_records: CRC-32C checked, decompressed if need be), writes each record as the
  * runtime's exact CloudEvent text (ce_record_to_text, headers and all) into requests of --batch events,
  * and sends them to its own handler process (bench/handler.h). Left out: scheduling, commits, filters,
- * retries, introspection. Prints
+ * retries, introspection; and the records still in local segments (bench/replay.sh prints how many it
+ * read next to the replay's count). Prints
  * "RESULT direct events=N seconds=S rate=R cpu_us_per_event=C" (C: this process and its handlers).
  */
 #include <dirent.h>
@@ -69,8 +70,9 @@ static void request_send(part_t *p)
 
 static int on_record(void *arg, const rb_header_t *h, const rb_record_t *rec, int64_t offset, int64_t timestamp)
 {
-	(void)h;
 	part_t *p = arg;
+	if (h->attributes & RB_ATTR_CONTROL) /* transaction markers: a Kafka consumer never sees them */
+		return 0;
 	ce_kv_t hdrs[MAX_HEADERS];
 	int nh = 0;
 	reader_t hr = reader_make(rec->headers.ptr, rec->headers.len);
