@@ -5,9 +5,10 @@
  *   fn_ceiling --handler PATH [--events N] [--workers W] [--batch B] [--bytes 100]
  *
  * W threads (the replay's workers) each start their own handler process (bench/handler.h, as the runtime
- * does) and send it N/W events in requests of B, one at a time, each answered before the next. A request is the runtime's exact text: the CloudEvents are written by the runtime's own
- * encoder (ce_record_to_text) from records like bench_functions fill's (key "kN", a JSON value of --bytes
- * bytes with a content-type header). What is left out is everything a real runtime does besides: reading
+ * does) and send it N/W events in requests of B, one at a time, each answered before the next. A request
+ * is the runtime's exact text: the CloudEvents are written by the runtime's own encoder (ce_record_to_text)
+ * from records like bench_functions fill's (key "kN", a JSON value of --bytes bytes with a content-type
+ * header). What is left out is everything a real runtime does besides: reading
  * the records, scheduling and committing. So no runtime that speaks this protocol can beat the events/s
  * printed here on the same machine.
  * Prints "RESULT ceiling events=N seconds=S rate=R request_bytes_per_event=X cpu_us_per_event=C"
@@ -18,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include "handler.h"
@@ -35,13 +35,6 @@ static int64_t now_ns(int clk)
 	struct timespec ts;
 	clock_gettime(clk, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static double cpu_seconds(int who)
-{
-	struct rusage ru;
-	getrusage(who, &ru);
-	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static void *worker(void *arg)
@@ -100,13 +93,14 @@ int main(int argc, char **argv)
 	}
 	if (handler == NULL || events < workers || workers <= 0 || workers > 64 || batch <= 0 || value_bytes < 16 ||
 	    value_bytes > 4000) {
-		fprintf(stderr, "usage: fn_ceiling --handler PATH [--events N >= workers] [--workers 1-64] [--batch B] [--bytes 16-4000]\n");
+		fprintf(stderr, "usage: fn_ceiling --handler PATH [--events N >= workers] [--workers 1-64] [--batch B] "
+				"[--bytes 16-4000]\n");
 		return 2;
 	}
 	per_worker = events / workers;
 	events = per_worker * workers;
 	pthread_t t[64];
-	double cpu0 = cpu_seconds(RUSAGE_SELF);
+	double cpu0 = bench_cpu_seconds(RUSAGE_SELF);
 	int64_t start = now_ns(CLOCK_MONOTONIC);
 	for (int i = 0; i < workers; i++)
 		if (pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i) != 0) {
@@ -116,7 +110,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < workers; i++)
 		pthread_join(t[i], NULL);
 	double secs = (double)(now_ns(CLOCK_MONOTONIC) - start) / 1e9;
-	double cpu = cpu_seconds(RUSAGE_SELF) - cpu0 + cpu_seconds(RUSAGE_CHILDREN);
+	double cpu = bench_cpu_seconds(RUSAGE_SELF) - cpu0 + bench_cpu_seconds(RUSAGE_CHILDREN);
 	printf("RESULT ceiling events=%lld seconds=%.3f rate=%.0f request_bytes_per_event=%.1f cpu_us_per_event=%.3f\n",
 	       events, secs, (double)events / secs, (double)total_request_bytes / (double)events, cpu * 1e6 / (double)events);
 	return 0;

@@ -1,7 +1,8 @@
 /*
  * handler.h -- a function handler process for the benchmarks that stand in for the runtime's worker
  * (bench/fn_ceiling.c, bench/replay_direct.c): started as the runtime starts one (stdin and stdout pipes,
- * stdin's pipe 1 MiB), sent one request line at a time, each answered before the next.
+ * stdin's pipe 1 MiB), sent one request line at a time, each answered before the next; and the CPU time
+ * both report (theirs and their handlers').
  * Header-only (static functions): each benchmark is one file plus this.
  */
 #ifndef FL_BENCH_HANDLER_H
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +24,14 @@ typedef struct {
 	int in, out; /* its stdin (we write), its stdout (we read) */
 	buf_t reply;
 } handler_t;
+
+/* CPU seconds (user + system) of RUSAGE_SELF or RUSAGE_CHILDREN (the handlers, once waited for). */
+static double bench_cpu_seconds(int who)
+{
+	struct rusage ru;
+	getrusage(who, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
 
 /* Starts the executable at path; exits the benchmark with a message when it cannot. */
 static void handler_start(handler_t *h, char *path)

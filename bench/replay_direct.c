@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -43,13 +42,6 @@ typedef struct {
 	long long events;
 	const char *err;
 } part_t;
-
-static double cpu_seconds(int who)
-{
-	struct rusage ru;
-	getrusage(who, &ru);
-	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
 
 static void request_start(part_t *p)
 {
@@ -182,7 +174,7 @@ int main(int argc, char **argv)
 	closedir(d);
 	pthread_t t[MAX_PARTS];
 	struct timespec t0, t1;
-	double cpu0 = cpu_seconds(RUSAGE_SELF);
+	double cpu0 = bench_cpu_seconds(RUSAGE_SELF);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int i = 0; i < np; i++)
 		if (pthread_create(&t[i], NULL, partition_main, &parts[i]) != 0) {
@@ -201,7 +193,7 @@ int main(int argc, char **argv)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	double cpu = cpu_seconds(RUSAGE_SELF) - cpu0 + cpu_seconds(RUSAGE_CHILDREN);
+	double cpu = bench_cpu_seconds(RUSAGE_SELF) - cpu0 + bench_cpu_seconds(RUSAGE_CHILDREN);
 	if (events == 0) {
 		fprintf(stderr, "replay_direct: no events under %s\n", dir);
 		return 1;

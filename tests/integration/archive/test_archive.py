@@ -326,6 +326,26 @@ def test_s3_download_cache_stays_under_its_limit(s3_small_cache_server):
         assert b"exceed the limit of 65536 bytes" in f.read()
 
 
+def in_background(fn):
+    """Runs fn on a thread: (the thread, a dict that gets "got": its result or "error": its exception)."""
+    result = {}
+
+    def run():
+        try:
+            result["got"] = fn()
+        except Exception as e:  # reported by the test's thread
+            result["error"] = e
+    t = threading.Thread(target=run)
+    t.start()
+    return t, result
+
+
+def archive_reader(srv):
+    """A consumer that polls fast and never resets its position (reads below local retention)."""
+    return Consumer({"bootstrap.servers": srv.bootstrap, "group.id": "reader-%d" % time.monotonic_ns(),
+                     "enable.auto.commit": False, "auto.offset.reset": "error", "fetch.wait.max.ms": 50})
+
+
 def slowest_live_produce(p):
     """20 acks=all produces to "hot", one at a time, 0.1 s apart: the slowest one's seconds."""
     slowest = 0.0
@@ -348,16 +368,8 @@ def test_a_slow_archive_download_does_not_stall_other_clients(slow_s3_server):
     produce_n(srv, "cold", 1500, b"old")
     wait_archived(srv, "cold")
     srv.proxy.delay = 3.0
-    result = {}
-
-    def reader():
-        try:
-            result["got"] = read_keys(srv, "cold", 1500)
-        except Exception as e:  # reported by the main thread
-            result["error"] = e
-    t = threading.Thread(target=reader)
     t0 = time.monotonic()
-    t.start()
+    t, result = in_background(lambda: read_keys(srv, "cold", 1500))
     wait_until(lambda: srv.proxy.delayed > 0, 30, "the reader's download to start", interval=0.05)
     slowest = slowest_live_produce(Producer({"bootstrap.servers": srv.bootstrap, "acks": "all", "linger.ms": 0}))
     during = srv.proxy.delayed
@@ -388,19 +400,15 @@ def test_a_lookup_by_time_in_the_archive_does_not_stall_other_clients(slow_s3_se
     assert p.flush(60) == 0
     wait_archived(srv, "cold")
     srv.proxy.delay = 3.0
-    result = {}
 
     def lookup():
         c = Consumer({"bootstrap.servers": srv.bootstrap, "group.id": "lookup-%d" % time.monotonic_ns()})
         try:
-            result["got"] = c.offsets_for_times([TopicPartition("cold", 0, T0 + 100)], timeout=60)
-        except Exception as e:  # reported by the main thread
-            result["error"] = e
+            return c.offsets_for_times([TopicPartition("cold", 0, T0 + 100)], timeout=60)
         finally:
             c.close()
-    t = threading.Thread(target=lookup)
     t0 = time.monotonic()
-    t.start()
+    t, result = in_background(lookup)
     wait_until(lambda: srv.proxy.delayed > 0, 30, "the lookup's download to start", interval=0.05)
     slowest = slowest_live_produce(p)
     t.join(90)
@@ -423,18 +431,10 @@ def test_a_stop_does_not_wait_for_a_hung_archive_download(slow_s3_server):
     produce_n(srv, "stuck", 600, b"old")
     wait_archived(srv, "stuck")
     srv.proxy.delay = 600.0
-    http_result = {}
-
-    def http_read():
-        try:
-            http_result["r"] = srv.get("/v1/topics/stuck/partitions/0/events?from=0&limit=3", timeout=60)
-        except Exception as e:  # the connection closes as the server stops
-            http_result["error"] = e
-    h = threading.Thread(target=http_read)
-    h.start()
+    # its answer or error does not matter (the connection closes as the server stops), only that it ends
+    h, _ = in_background(lambda: srv.get("/v1/topics/stuck/partitions/0/events?from=0&limit=3", timeout=60))
     wait_until(lambda: srv.proxy.delayed > 0, 30, "the HTTP read's download to start", interval=0.05)
-    c = Consumer({"bootstrap.servers": srv.bootstrap, "group.id": "reader-%d" % time.monotonic_ns(),
-                  "enable.auto.commit": False, "auto.offset.reset": "error", "fetch.wait.max.ms": 50})
+    c = archive_reader(srv)
     try:
         c.assign([TopicPartition("stuck", 0, OFFSET_BEGINNING)])
         t0 = time.monotonic()
@@ -460,8 +460,7 @@ def test_archive_downloads_of_different_partitions_run_at_once(slow_s3_server):
     produce_n(srv, "wide", 3000, b"old")
     wait_archived(srv, "wide")
     srv.proxy.delay = 2.0
-    c = Consumer({"bootstrap.servers": srv.bootstrap, "group.id": "reader-%d" % time.monotonic_ns(),
-                  "enable.auto.commit": False, "auto.offset.reset": "error", "fetch.wait.max.ms": 50})
+    c = archive_reader(srv)
     try:
         c.assign([TopicPartition("wide", 0, OFFSET_BEGINNING), TopicPartition("wide", 1, OFFSET_BEGINNING)])
         t0 = time.monotonic()
@@ -483,8 +482,7 @@ def test_a_failing_archive_download_is_retried_seconds_apart(slow_s3_server):
     produce_n(srv, "bad", 600, b"old")
     wait_archived(srv, "bad")
     srv.proxy.fail = True
-    c = Consumer({"bootstrap.servers": srv.bootstrap, "group.id": "reader-%d" % time.monotonic_ns(),
-                  "enable.auto.commit": False, "auto.offset.reset": "error", "fetch.wait.max.ms": 50})
+    c = archive_reader(srv)
     try:
         c.assign([TopicPartition("bad", 0, OFFSET_BEGINNING)])
         t0 = time.monotonic()
